@@ -1,0 +1,112 @@
+"""Reading and writing audio files.
+
+`load_audio` matches what the reference gets from `librosa.load(path, sr=...)`: samples decoded by
+libsndfile, channels averaged to mono, then resampled with soxr "HQ" (librosa's default). Every
+problem with the input is raised as a one-line `AudioError` naming the file.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from ovjax.errors import AudioError, OvjaxError
+
+# Peak below this is treated as silence: ~-80 dBFS, below the dither / noise floor of any real
+# recording, so only digital silence (or near-zero garbage) trips it.
+SILENCE_PEAK = 1e-4
+
+
+def _one_line(err: BaseException) -> str:
+  """First line of an exception's text (library errors are sometimes multi-line)."""
+  text = str(err).strip().splitlines()
+  return text[0] if text else type(err).__name__
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+  """Decode `path` to float32 `[frames, channels]` (or `[frames]`) at its native rate."""
+  try:
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return data, int(sr)
+  except (sf.LibsndfileError, RuntimeError) as sf_err:
+    # libsndfile covers wav/flac/ogg/mp3; librosa is only a last resort for anything it might
+    # read through another backend. Report soundfile's reason if both fail.
+    try:
+      data, sr = librosa.load(str(path), sr=None, mono=False)
+    except Exception:  # noqa: BLE001 - any failure here means "not audio".
+      raise AudioError(f"cannot read audio file {path}: {_one_line(sf_err)}") from None
+    data = np.asarray(data, dtype=np.float32)
+    # librosa returns [channels, frames] for multi-channel input.
+    data = data[:, None] if data.ndim == 1 else data.T
+    return data, int(sr)
+
+
+def check_not_silent(audio: np.ndarray, path: str | os.PathLike) -> None:
+  """Raise `AudioError` when `audio` is digitally silent (nothing to convert or clone)."""
+  if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+    raise AudioError(f"audio file {path} is silent (peak amplitude below {SILENCE_PEAK:g})")
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int, allow_silent: bool = False) -> np.ndarray:
+  """Load `path` as mono float32 at `sample_rate`.
+
+  Raises `AudioError` (one line, naming the file) when the file is missing, a directory, not
+  decodable audio, empty, contains NaN/inf, or (unless `allow_silent`) is silent.
+  """
+  path = Path(path)
+  if not path.exists():
+    raise AudioError(f"audio file not found: {path}")
+  if path.is_dir():
+    raise AudioError(f"audio path is a directory, not a file: {path}")
+
+  data, sr = _read(path)
+  if data.shape[0] == 0:
+    raise AudioError(f"audio file {path} contains no samples")
+  # Check before mixing/resampling, which would smear a single bad sample everywhere.
+  if not np.all(np.isfinite(data)):
+    raise AudioError(f"audio file {path} contains NaN or infinite samples")
+
+  # Plain channel average, exactly like librosa.to_mono.
+  audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+  audio = np.ascontiguousarray(audio, dtype=np.float32)
+  if sr != sample_rate:
+    audio = librosa.resample(audio, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+  if audio.size == 0:  # a handful of samples can resample to nothing.
+    raise AudioError(f"audio file {path} is too short to resample to {sample_rate} Hz")
+
+  if not allow_silent:
+    check_not_silent(audio, path)
+  return audio
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+  """Write mono or `[frames, channels]` float32 WAV atomically.
+
+  The data goes to a hidden temporary file in the target directory and is then renamed over
+  `path`, so a crash or error never leaves a truncated output (or a stray temp file) behind.
+  """
+  path = Path(path)
+  audio = np.asarray(audio, dtype=np.float32)
+  if not np.all(np.isfinite(audio)):
+    raise OvjaxError(f"refusing to write {path}: audio contains NaN or infinite samples")
+  path.parent.mkdir(parents=True, exist_ok=True)
+
+  # Same directory as the target so os.replace is a rename on one filesystem (atomic).
+  # Created by hand rather than with tempfile.mkstemp, whose 0600 mode would survive the rename;
+  # mode 0666 is filtered by the umask like any normally written file.
+  tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+  os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+  try:
+    # The ".tmp" suffix hides the type from libsndfile, so name the format explicitly.
+    sf.write(str(tmp), audio, int(sample_rate), subtype="FLOAT", format="WAV")
+    os.replace(tmp, path)
+  except BaseException:
+    try:
+      os.remove(tmp)
+    except FileNotFoundError:
+      pass
+    raise

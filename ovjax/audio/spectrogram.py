@@ -1,0 +1,43 @@
+"""Linear magnitude spectrogram exactly as OpenVoice computes it (`spectrogram_torch`).
+
+Reflect-pad (n_fft - hop) / 2 samples on both sides of each item (at its own length), periodic
+Hann window, `center=False`, |X| = sqrt(re^2 + im^2 + 1e-6). An item of n samples has n // hop
+frames.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def num_frames(num_samples, hop_length: int = 256):
+  return num_samples // hop_length
+
+
+def hann_window(win_length: int) -> np.ndarray:
+  """Periodic Hann window (torch.hann_window's default)."""
+  return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length) / win_length)).astype(np.float32)
+
+
+def linear_spectrogram(audio: jax.Array, lengths: jax.Array, n_fft: int = 1024,
+                       hop_length: int = 256, win_length: int = 1024):
+  """audio [B, N] (zero-padded), lengths [B] in samples -> (spec [B, N // hop, n_fft//2 + 1],
+  frame lengths [B]). Frames past an item's own length are zero."""
+  batch, n = audio.shape
+  frames = n // hop_length
+  pad = (n_fft - hop_length) // 2
+  # Sample index each window position reads, reflected at the item's own edges.
+  pos = (jnp.arange(frames)[:, None] * hop_length + jnp.arange(n_fft)[None, :] - pad)[None]
+  last = (lengths - 1)[:, None, None]
+  pos = jnp.abs(pos)
+  pos = jnp.where(pos > last, 2 * last - pos, pos)
+  pos = jnp.clip(pos, 0, n - 1)
+  windows = jnp.take_along_axis(audio[:, None, :], pos.reshape(batch, 1, -1), axis=2)
+  windows = windows.reshape(batch, frames, n_fft)
+  window = np.zeros(n_fft, np.float32)
+  offset = (n_fft - win_length) // 2
+  window[offset:offset + win_length] = hann_window(win_length)
+  spectrum = jnp.fft.rfft(windows * window, axis=-1)
+  magnitude = jnp.sqrt(jnp.real(spectrum)**2 + jnp.imag(spectrum)**2 + 1e-6)
+  frame_lengths = lengths // hop_length
+  valid = jnp.arange(frames)[None, :] < frame_lengths[:, None]
+  return magnitude * valid[..., None], frame_lengths

@@ -1,0 +1,150 @@
+"""Official OpenVoice checkpoints -> ovjax parameter trees, through one explicit name table.
+
+Every official key must match exactly one rule and every ovjax parameter must be filled; missing
+or unexpected keys and shape mismatches are errors that name them. The tree produced keeps weight
+norm as (weight_v, weight_g), so it can be trained; `fold_weight_norm` prepares it for inference.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from ovjax.errors import CheckpointError
+
+# Axis permutations from PyTorch layouts to ovjax's (weight_g follows its weight_v, so PyTorch's
+# [O, 1, 1] g becomes [1, 1, O], broadcastable to the kernel).
+CONV1D = (2, 1, 0)        # [O, I, K] -> [K, I, O]
+CONV_T = (2, 0, 1)        # ConvTranspose1d [I, O, K] -> [K, I, O]
+CONV2D = (2, 3, 1, 0)     # [O, I, H, W] -> [H, W, I, O]
+LINEAR = (1, 0)           # [O, I] -> [I, O]
+VECTOR = None
+
+_W = r"(?P<p>weight|weight_v|weight_g|bias)"
+_P = {"weight": "kernel", "weight_v": "weight_v", "weight_g": "weight_g", "bias": "bias"}
+
+
+def _param(m):
+  return _P[m["p"]]
+
+
+def _i(m, name="i"):
+  return int(m[name])
+
+
+# (official key regex, ovjax path builder, layout). Read top to bottom, it is the whole mapping.
+CONVERTER_TABLE: list[tuple[str, Callable[[re.Match], str], Any]] = [
+    # Posterior encoder (enc_q): pre 1x1 conv, WaveNet stack, proj.
+    (rf"enc_q\.pre\.{_W}", lambda m: f"enc_q/pre/{_param(m)}", CONV1D),
+    (rf"enc_q\.enc\.in_layers\.(?P<i>\d+)\.{_W}",
+     lambda m: f"enc_q/enc/in_layers_{_i(m)}/{_param(m)}", CONV1D),
+    (rf"enc_q\.enc\.res_skip_layers\.(?P<i>\d+)\.{_W}",
+     lambda m: f"enc_q/enc/res_skip_layers_{_i(m)}/{_param(m)}", CONV1D),
+    (rf"enc_q\.enc\.cond_layer\.{_W}", lambda m: f"enc_q/enc/cond_layer/{_param(m)}", CONV1D),
+    (rf"enc_q\.proj\.{_W}", lambda m: f"enc_q/proj/{_param(m)}", CONV1D),
+    # Flow: modules 0, 2, 4, 6 are couplings (odd indices are parameter-free Flips).
+    (rf"flow\.flows\.(?P<i>\d+)\.(?P<sub>pre|post)\.{_W}",
+     lambda m: f"flow/coupling_{_i(m) // 2}/{m['sub']}/{_param(m)}", CONV1D),
+    (rf"flow\.flows\.(?P<i>\d+)\.enc\.(?P<sub>in_layers|res_skip_layers)\.(?P<j>\d+)\.{_W}",
+     lambda m: f"flow/coupling_{_i(m) // 2}/enc/{m['sub']}_{_i(m, 'j')}/{_param(m)}", CONV1D),
+    (rf"flow\.flows\.(?P<i>\d+)\.enc\.cond_layer\.{_W}",
+     lambda m: f"flow/coupling_{_i(m) // 2}/enc/cond_layer/{_param(m)}", CONV1D),
+    # HiFi-GAN decoder.
+    (rf"dec\.(?P<sub>conv_pre|cond|conv_post)\.{_W}", lambda m: f"dec/{m['sub']}/{_param(m)}",
+     CONV1D),
+    (rf"dec\.ups\.(?P<i>\d+)\.{_W}", lambda m: f"dec/ups_{_i(m)}/{_param(m)}", CONV_T),
+    (rf"dec\.resblocks\.(?P<i>\d+)\.(?P<sub>convs1|convs2)\.(?P<j>\d+)\.{_W}",
+     lambda m: f"dec/resblocks_{_i(m)}/{m['sub']}_{_i(m, 'j')}/{_param(m)}", CONV1D),
+    # Reference encoder (tone-colour embedding).
+    (r"ref_enc\.layernorm\.weight", lambda m: "ref_enc/layernorm/scale", VECTOR),
+    (r"ref_enc\.layernorm\.bias", lambda m: "ref_enc/layernorm/bias", VECTOR),
+    (rf"ref_enc\.convs\.(?P<i>\d+)\.{_W}", lambda m: f"ref_enc/convs_{_i(m)}/{_param(m)}", CONV2D),
+    (r"ref_enc\.gru\.(?P<p>weight_ih|weight_hh|bias_ih|bias_hh)_l0",
+     lambda m: f"ref_enc/gru/{m['p']}", LINEAR),
+    (rf"ref_enc\.proj\.{_W}", lambda m: f"ref_enc/proj/{_param(m)}", LINEAR),
+]
+
+
+def normalise_key(key: str) -> str:
+  """Accept checkpoints re-saved with torch's parametrizations-based weight norm."""
+  return (key.replace(".parametrizations.weight.original0", ".weight_g")
+          .replace(".parametrizations.weight.original1", ".weight_v"))
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    path = f"{prefix}/{k}" if prefix else k
+    if isinstance(v, dict):
+      out.update(_flatten(v, path))
+    else:
+      out[path] = v
+  return out
+
+
+def _unflatten(flat):
+  tree: dict = {}
+  for path, value in flat.items():
+    node = tree
+    parts = path.split("/")
+    for p in parts[:-1]:
+      node = node.setdefault(p, {})
+    node[parts[-1]] = value
+  return tree
+
+
+def map_state_dict(state_dict: dict[str, np.ndarray], table, expected_shapes,
+                   source: str = "checkpoint") -> dict:
+  """Apply `table` to an official state_dict; check it against `expected_shapes` (a flat
+  {path: shape} of the model the config describes). Returns {"params": tree} of float32 numpy."""
+  compiled = [(re.compile(pattern), build, layout) for pattern, build, layout in table]
+  flat, unexpected = {}, []
+  for raw_key, value in state_dict.items():
+    key = normalise_key(raw_key)
+    for pattern, build, layout in compiled:
+      m = pattern.fullmatch(key)
+      if m:
+        break
+    else:
+      unexpected.append(raw_key)
+      continue
+    path = build(m)
+    array = np.asarray(value)
+    if layout is not None and array.ndim == len(layout):
+      array = np.transpose(array, layout)
+    elif array.ndim != 1:
+      raise CheckpointError(f"{source}: {raw_key} has shape {tuple(value.shape)}, which does not "
+                            "fit its layer")
+    if path in flat:
+      raise CheckpointError(f"{source}: {raw_key} maps onto {path}, which is already filled")
+    flat[path] = array.astype(np.float32)
+  if unexpected:
+    raise CheckpointError(f"{source}: unexpected keys (not part of this model): "
+                          f"{_short(unexpected)}")
+  missing = sorted(set(expected_shapes) - set(flat))
+  # Keys we produced but the model lacks (e.g. more layers than the config says).
+  extra = sorted(set(flat) - set(expected_shapes))
+  if extra:
+    raise CheckpointError(f"{source}: keys beyond what config.json describes (config and weights "
+                          f"do not match): {_short(extra)}")
+  if missing:
+    raise CheckpointError(f"{source}: missing keys: {_short(missing)}")
+  for path, array in flat.items():
+    want = tuple(expected_shapes[path])
+    if array.shape != want:
+      raise CheckpointError(f"{source}: config and weights do not match: {path} has shape "
+                            f"{array.shape}, config implies {want}")
+  return {"params": _unflatten(flat)}
+
+
+def _short(names, limit=6):
+  names = list(names)
+  more = f" and {len(names) - limit} more" if len(names) > limit else ""
+  return ", ".join(names[:limit]) + more
+
+
+def expected_shapes(abstract_params) -> dict[str, tuple]:
+  """Flat {path: shape} of an abstract (eval_shape) parameter tree, without the 'params' level."""
+  return {k: tuple(v.shape) for k, v in _flatten(abstract_params["params"]).items()}

@@ -1,0 +1,146 @@
+"""Typed, validated model configs read from OpenVoice's official `config.json`.
+
+A typo or a wrong type fails loudly here, with the key named, instead of deep inside a model.
+Configs are frozen (hashable), so they can be static arguments of jitted functions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from ovjax.errors import CheckpointError
+
+
+@dataclasses.dataclass(frozen=True)
+class ConverterConfig:
+  """The tone-colour converter (OpenVoice `SynthesizerTrn` with n_speakers = 0)."""
+  sampling_rate: int = 22050
+  filter_length: int = 1024
+  hop_length: int = 256
+  win_length: int = 1024
+  inter_channels: int = 192
+  hidden_channels: int = 192
+  resblock: str = "1"
+  resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+  resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+  upsample_rates: tuple[int, ...] = (8, 8, 2, 2)
+  upsample_initial_channel: int = 512
+  upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4)
+  gin_channels: int = 256
+  zero_g: bool = False
+  version: str = "v1"
+  # Fixed in the reference's code rather than its config.
+  posterior_layers: int = 16
+  posterior_kernel_size: int = 5
+  flow_layers: int = 4
+  flow_kernel_size: int = 5
+  n_flows: int = 4
+
+  @property
+  def spec_channels(self) -> int:
+    return self.filter_length // 2 + 1
+
+  @property
+  def upsample_factor(self) -> int:
+    out = 1
+    for r in self.upsample_rates:
+      out *= r
+    return out
+
+  def validate(self) -> "ConverterConfig":
+    if self.resblock != "1":
+      raise CheckpointError(f"config: resblock {self.resblock!r} is not supported (only '1')")
+    if self.upsample_factor != self.hop_length:
+      raise CheckpointError(f"config: upsample_rates multiply to {self.upsample_factor}, "
+                            f"but hop_length is {self.hop_length}")
+    if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+      raise CheckpointError("config: upsample_rates and upsample_kernel_sizes differ in length")
+    if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+      raise CheckpointError("config: resblock_kernel_sizes and resblock_dilation_sizes differ")
+    for name in ("inter_channels", "hidden_channels", "gin_channels", "upsample_initial_channel"):
+      if getattr(self, name) <= 0:
+        raise CheckpointError(f"config: {name} must be positive")
+    if self.inter_channels % 2:
+      raise CheckpointError("config: inter_channels must be even (the flow splits it in halves)")
+    return self
+
+  def to_official(self) -> dict[str, Any]:
+    """The official config.json layout (what `from_official` reads)."""
+    cfg = {
+        "data": {k: getattr(self, k) for k in _DATA_KEYS} | {"n_speakers": 0},
+        "model": {k: _jsonable(getattr(self, k)) for k in _MODEL_KEYS} | {"zero_g": self.zero_g},
+    }
+    if self.version != "v1":
+      cfg["_version_"] = self.version
+    return cfg
+
+
+_DATA_KEYS = ("sampling_rate", "filter_length", "hop_length", "win_length")
+_MODEL_KEYS = ("inter_channels", "hidden_channels", "resblock", "resblock_kernel_sizes",
+               "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
+               "upsample_kernel_sizes", "gin_channels")
+# Present in official configs, used only by training-time or dead code of the reference.
+_IGNORED_MODEL_KEYS = {"filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout",
+                       "n_layers_q", "use_spectral_norm", "n_layers_trans_flow",
+                       "contentvec_final_proj", "use_transformer_flow", "use_sdp",
+                       "use_noise_scaled_mas", "use_mel_posterior_encoder",
+                       "use_duration_discriminator"}
+
+
+def _jsonable(v):
+  if isinstance(v, tuple):
+    return [_jsonable(x) for x in v]
+  return v
+
+
+def _tuplify(v):
+  if isinstance(v, list):
+    return tuple(_tuplify(x) for x in v)
+  return v
+
+
+def _typed(name: str, value, default):
+  """Check `value` has the type of the field's default (ints stay ints, lists become tuples)."""
+  value = _tuplify(value)
+  ok = (isinstance(value, bool) if isinstance(default, bool) else
+        isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
+        isinstance(value, str) if isinstance(default, str) else
+        isinstance(value, tuple) if isinstance(default, tuple) else True)
+  if not ok:
+    raise CheckpointError(f"config: {name} should be {type(default).__name__}, got {value!r}")
+  return value
+
+
+def converter_config_from_official(cfg: dict[str, Any]) -> ConverterConfig:
+  """Parse an official converter config.json dict."""
+  try:
+    data, model = cfg["data"], cfg["model"]
+  except (KeyError, TypeError):
+    raise CheckpointError("config: expected the official layout with 'data' and 'model' sections")
+  if data.get("n_speakers", 0) != 0:
+    raise CheckpointError(f"config: n_speakers is {data.get('n_speakers')}: this is a base "
+                          "speaker TTS config, not a tone-colour converter")
+  defaults = ConverterConfig()
+  kwargs = {}
+  for key in _DATA_KEYS:
+    if key in data:
+      kwargs[key] = _typed(f"data.{key}", data[key], getattr(defaults, key))
+  for key, value in model.items():
+    if key in _MODEL_KEYS or key == "zero_g":
+      kwargs[key] = _typed(f"model.{key}", value, getattr(defaults, key))
+    elif key not in _IGNORED_MODEL_KEYS:
+      raise CheckpointError(f"config: unknown model key {key!r}")
+  kwargs["version"] = str(cfg.get("_version_", "v1"))
+  return ConverterConfig(**kwargs).validate()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise CheckpointError(f"{path}: no such file")
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CheckpointError(f"{path}: not valid JSON ({e})")

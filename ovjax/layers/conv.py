@@ -1,0 +1,152 @@
+"""1-D and 2-D convolutions in channels-last layout, with optional weight norm.
+
+Layouts: activations are [B, T, C]; 1-D kernels are [K, I, O] (PyTorch Conv1d is [O, I, K]);
+transposed-conv kernels are [K, I, O] as well (PyTorch ConvTranspose1d is [I, O, K]).
+
+Weight norm (w = g * v / ||v||) is a parameterisation for training: a weight-normed layer owns
+`weight_v` and `weight_g`. For inference `fold_weight_norm` replaces them by a plain `kernel` once at
+load time; a layer that finds `kernel` in its parameters uses it directly, so one module definition
+serves both trees.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import flax.linen as nn
+import numpy as np
+
+default_kernel_init = nn.initializers.lecun_normal()
+
+
+def weight_norm_kernel(v: jax.Array, g: jax.Array) -> jax.Array:
+  """g * v / ||v||. g is broadcastable to v (PyTorch keeps it as [O, 1, 1]); the norm is taken over
+  every axis where g has size 1, so the parameter tree itself says how to fold it."""
+  axes = tuple(a for a in range(v.ndim) if g.shape[a] == 1)
+  return v * (g / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True)))
+
+
+def _kernel(module: nn.Module, shape, weight_norm: bool, g_axis: int, kernel_init):
+  """The layer's effective kernel: plain, folded, or g * v / ||v|| with one g along `g_axis`."""
+  if weight_norm and not module.has_variable("params", "kernel"):
+    v = module.param("weight_v", kernel_init, shape)
+    axes = tuple(a for a in range(len(shape)) if a != g_axis)
+    # Initialised to ||v||, so the layer starts out equal to its plain-conv counterpart.
+    g = module.param("weight_g", lambda _: jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True)))
+    return weight_norm_kernel(v, g)
+  return module.param("kernel", kernel_init, shape)
+
+
+class Conv1d(nn.Module):
+  """Conv1d over [B, T, C] with PyTorch-style symmetric zero padding ("same" by default)."""
+  features: int
+  kernel_size: int
+  dilation: int = 1
+  padding: int | None = None
+  groups: int = 1
+  use_bias: bool = True
+  weight_norm: bool = False
+  kernel_init: nn.initializers.Initializer = default_kernel_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    shape = (self.kernel_size, x.shape[-1] // self.groups, self.features)
+    kernel = _kernel(self, shape, self.weight_norm, 2, self.kernel_init)
+    pad = self.dilation * (self.kernel_size - 1) // 2 if self.padding is None else self.padding
+    y = lax.conv_general_dilated(
+        x, kernel.astype(x.dtype), window_strides=(1,), padding=[(pad, pad)],
+        rhs_dilation=(self.dilation,), dimension_numbers=("NWC", "WIO", "NWC"),
+        feature_group_count=self.groups)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+    return y
+
+
+def _polyphase_taps(kernel_size: int, stride: int, padding: int):
+  """Tap offsets of a transposed conv seen as `stride` ordinary convs (one per output phase).
+
+  Output sample o = stride*m + r takes x[m - j] * W[stride*j + r + padding] for every j with a
+  valid kernel index. Returns (j_lo, j_hi): the union of offsets over all phases.
+  """
+  j_lo = -((stride - 1 + padding) // stride)  # ceil(-(s-1+p)/s)
+  j_hi = (kernel_size - 1 - padding) // stride
+  return j_lo, j_hi
+
+
+def polyphase_kernel(kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+  """[K, I, O] transposed-conv kernel -> [J, I, stride*O] ordinary-conv kernel (phase-major)."""
+  k, cin, cout = kernel.shape
+  j_lo, j_hi = _polyphase_taps(k, stride, padding)
+  taps = np.arange(-j_hi, -j_lo + 1)  # conv tap t reads x[m + t], i.e. j = -t
+  idx = np.full((len(taps), stride), -1, dtype=np.int64)
+  for ti, t in enumerate(taps):
+    for r in range(stride):
+      kk = stride * (-t) + r + padding
+      if 0 <= kk < k:
+        idx[ti, r] = kk
+  gathered = jnp.take(kernel, np.maximum(idx, 0), axis=0)  # [J, s, I, O]
+  gathered = jnp.where((idx >= 0)[:, :, None, None], gathered, 0)
+  return jnp.transpose(gathered, (0, 2, 1, 3)).reshape(len(taps), cin, stride * cout)
+
+
+class ConvTranspose1d(nn.Module):
+  """PyTorch ConvTranspose1d (output length stride*T when kernel - stride = 2*padding).
+
+  Computed as one stride-1 conv producing all `stride` output phases as channels, then an
+  interleave: no zero-stuffed input, so no wasted multiplies on inserted zeros.
+  """
+  features: int
+  kernel_size: int
+  stride: int
+  padding: int = 0
+  use_bias: bool = True
+  weight_norm: bool = False
+  kernel_init: nn.initializers.Initializer = default_kernel_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    assert self.kernel_size - self.stride == 2 * self.padding, "only length-exact upsampling"
+    shape = (self.kernel_size, x.shape[-1], self.features)
+    # PyTorch's weight norm is over dim 0 of [I, O, K]: one g per *input* channel.
+    kernel = _kernel(self, shape, self.weight_norm, 1, self.kernel_init)
+    j_lo, j_hi = _polyphase_taps(self.kernel_size, self.stride, self.padding)
+    y = lax.conv_general_dilated(
+        x, polyphase_kernel(kernel, self.stride, self.padding).astype(x.dtype),
+        window_strides=(1,), padding=[(j_hi, -j_lo)], dimension_numbers=("NWC", "WIO", "NWC"))
+    b, t, _ = y.shape
+    y = y.reshape(b, t * self.stride, self.features)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+    return y
+
+
+class Conv2d(nn.Module):
+  """Conv2d over [B, H, W, C] with symmetric padding; kernels [KH, KW, I, O]."""
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  strides: tuple[int, int] = (1, 1)
+  padding: tuple[int, int] = (1, 1)
+  use_bias: bool = True
+  weight_norm: bool = False
+  kernel_init: nn.initializers.Initializer = default_kernel_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    shape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = _kernel(self, shape, self.weight_norm, 3, self.kernel_init)
+    y = lax.conv_general_dilated(
+        x, kernel.astype(x.dtype), window_strides=self.strides,
+        padding=[(p, p) for p in self.padding], dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+    return y
+
+
+def fold_weight_norm(params):
+  """Replace every {weight_g, weight_v} pair by the kernel it parameterises (once, at load time)."""
+  if not isinstance(params, dict):
+    return params
+  out = {name: fold_weight_norm(value) for name, value in params.items()}
+  if "weight_v" in out and "weight_g" in out:
+    out["kernel"] = weight_norm_kernel(out.pop("weight_v"), out.pop("weight_g"))
+  return out

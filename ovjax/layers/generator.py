@@ -1,0 +1,65 @@
+"""HiFi-GAN generator (V1, ResBlock1), the decoder of VITS and OpenVoice (`dec`).
+
+Masked throughout: every conv's input is zeroed past each item's length at that resolution, which
+is exactly the zero padding the reference sees on an unpadded item, so a padded batch produces
+each item's own output.
+"""
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ovjax.layers.conv import Conv1d, ConvTranspose1d
+from ovjax.layers.masks import upsample_mask
+
+LRELU_SLOPE = 0.1
+_resblock_init = nn.initializers.normal(0.01)
+
+
+class ResBlock1(nn.Module):
+  channels: int
+  kernel_size: int = 3
+  dilations: Sequence[int] = (1, 3, 5)
+
+  @nn.compact
+  def __call__(self, x, mask):
+    for i, d in enumerate(self.dilations):
+      t = nn.leaky_relu(x, LRELU_SLOPE) * mask
+      t = Conv1d(self.channels, self.kernel_size, dilation=d, weight_norm=True,
+                 kernel_init=_resblock_init, name=f"convs1_{i}")(t)
+      t = nn.leaky_relu(t, LRELU_SLOPE) * mask
+      t = Conv1d(self.channels, self.kernel_size, weight_norm=True, kernel_init=_resblock_init,
+                 name=f"convs2_{i}")(t)
+      x = x + t
+    return x * mask
+
+
+class Generator(nn.Module):
+  """latent [B, T, C] -> waveform [B, T * prod(upsample_rates)]."""
+  upsample_initial_channel: int
+  resblock_kernel_sizes: Sequence[int]
+  resblock_dilation_sizes: Sequence[Sequence[int]]
+  upsample_rates: Sequence[int]
+  upsample_kernel_sizes: Sequence[int]
+
+  @nn.compact
+  def __call__(self, x, mask, g=None):
+    x = Conv1d(self.upsample_initial_channel, 7, name="conv_pre")(x * mask)
+    if g is not None:  # g=None: unconditioned (the cond layer is skipped, bias included).
+      x = x + Conv1d(self.upsample_initial_channel, 1, name="cond")(g)
+    n_kernels = len(self.resblock_kernel_sizes)
+    for i, (rate, k) in enumerate(zip(self.upsample_rates, self.upsample_kernel_sizes)):
+      ch = self.upsample_initial_channel // (2**(i + 1))
+      x = nn.leaky_relu(x, LRELU_SLOPE) * mask
+      x = ConvTranspose1d(ch, k, rate, padding=(k - rate) // 2, weight_norm=True,
+                          kernel_init=_resblock_init, name=f"ups_{i}")(x)
+      mask = upsample_mask(mask, rate)
+      xs = 0.0
+      for j, (rk, rd) in enumerate(zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)):
+        xs = xs + ResBlock1(ch, rk, tuple(rd), name=f"resblocks_{i * n_kernels + j}")(x, mask)
+      x = xs / n_kernels
+    # The reference uses leaky_relu's default slope (0.01) here, not LRELU_SLOPE.
+    x = nn.leaky_relu(x, 0.01) * mask
+    x = Conv1d(1, 7, use_bias=False, name="conv_post")(x)
+    return (jnp.tanh(x) * mask)[..., 0]

@@ -1,0 +1,18 @@
+"""LayerNorm over the channel (last) axis, as VITS' `modules.LayerNorm` (eps 1e-5)."""
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+
+class ChannelLayerNorm(nn.Module):
+  """Normalise each frame over its channels; parameters `gamma`, `beta` as in the reference."""
+  eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    gamma = self.param("gamma", nn.initializers.ones, (c,))
+    beta = self.param("beta", nn.initializers.zeros, (c,))
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + self.eps) * gamma + beta

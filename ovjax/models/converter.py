@@ -1,0 +1,115 @@
+"""The tone-colour converter: posterior encoder -> flow(g_src) -> flow^-1(g_tgt) -> HiFi-GAN.
+
+`ToneColorConverterModel` is a Flax Linen module with the reference's submodule names (`enc_q`,
+`flow`, `dec`, `ref_enc`). Tone-colour embeddings are [B, gin_channels] here (the reference keeps
+[B, gin, 1]); layouts are channels-last.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ovjax.audio.spectrogram import linear_spectrogram
+from ovjax.config import ConverterConfig
+from ovjax.layers.flow import ResidualCouplingBlock
+from ovjax.layers.generator import Generator
+from ovjax.layers.masks import sequence_mask
+from ovjax.layers.posterior_encoder import PosteriorEncoder, sample_posterior
+from ovjax.layers.reference_encoder import ReferenceEncoder
+
+
+class ToneColorConverterModel(nn.Module):
+  config: ConverterConfig
+
+  def setup(self):
+    c = self.config
+    self.enc_q = PosteriorEncoder(c.inter_channels, c.hidden_channels, c.posterior_kernel_size, 1,
+                                  c.posterior_layers, c.gin_channels)
+    self.flow = ResidualCouplingBlock(c.inter_channels, c.hidden_channels, c.flow_kernel_size, 1,
+                                      c.flow_layers, c.n_flows, c.gin_channels)
+    self.dec = Generator(c.upsample_initial_channel, c.resblock_kernel_sizes,
+                         c.resblock_dilation_sizes, c.upsample_rates, c.upsample_kernel_sizes)
+    self.ref_enc = ReferenceEncoder(c.gin_channels)
+
+  def __call__(self, spec, lengths, tau, noise, deterministic: bool = True):
+    """Self-conversion (embedding from the input itself); touches every parameter (for init)."""
+    se = self.extract_se(spec, lengths)
+    return self.voice_conversion(spec, lengths, se, se, tau, noise, deterministic)
+
+  def extract_se(self, spec, lengths):
+    """spec [B, T, F], lengths [B] -> tone-colour embedding [B, gin]."""
+    return self.ref_enc(spec, lengths)
+
+  def _cond(self, se):
+    """The embedding the posterior encoder and decoder see: v2 (zero_g) gives them zeros."""
+    g = se[:, None, :]
+    return jnp.zeros_like(g) if self.config.zero_g else g
+
+  def posterior(self, spec, mask, src_se, deterministic: bool = True):
+    return self.enc_q(spec, mask, self._cond(src_se), deterministic)
+
+  def decode(self, z, mask, se=None):
+    """Decoder alone; se=None runs it unconditioned (the cond layer skipped)."""
+    return self.dec(z, mask, None if se is None else self._cond(se))
+
+  def voice_conversion(self, spec, lengths, src_se, tgt_se, tau, noise,
+                       deterministic: bool = True):
+    """Returns (audio [B, T*hop], z, z_p, z_hat, m, logs); noise ~ N(0, 1) shaped like z."""
+    mask = sequence_mask(lengths, spec.shape[1], spec.dtype)
+    m, logs = self.posterior(spec, mask, src_se, deterministic)
+    z = sample_posterior(m, logs, mask, tau, noise)
+    z_p, _ = self.flow(z, mask, src_se[:, None, :], deterministic=deterministic)
+    z_hat, _ = self.flow(z_p, mask, tgt_se[:, None, :], reverse=True, deterministic=deterministic)
+    audio = self.decode(z_hat * mask, mask, tgt_se)
+    return audio, z, z_p, z_hat, m, logs
+
+
+def init_params(config: ConverterConfig, key: jax.Array, frames: int = 64):
+  """Random parameters in the training (weight-normed) layout."""
+  model = ToneColorConverterModel(config)
+  spec = jnp.zeros((1, frames, config.spec_channels))
+  lengths = jnp.array([frames])
+  return model.init(key, spec, lengths, 0.0, jnp.zeros((1, frames, config.inter_channels)))
+
+
+def param_shapes(config: ConverterConfig):
+  """The parameter tree's shapes without allocating it."""
+  return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
+
+
+def audio_to_spec(audio, lengths, config: ConverterConfig):
+  return linear_spectrogram(audio, lengths, config.filter_length, config.hop_length,
+                            config.win_length)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def extract_se(params, audio, lengths, *, config: ConverterConfig):
+  """Jitted: waveforms [B, N] (zero-padded), lengths [B] in samples -> embeddings [B, gin]."""
+  spec, frame_lengths = audio_to_spec(audio, lengths, config)
+  return ToneColorConverterModel(config).apply(params, spec, frame_lengths,
+                                               method=ToneColorConverterModel.extract_se)
+
+
+def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig):
+  """Convert spectrograms [B, T, F] (frame lengths [B]) from src_se to tgt_se ([B, gin] each).
+
+  tau is the posterior sampling temperature (0 = deterministic); key seeds that noise.
+  Returns waveforms [B, T * hop]; item b is valid up to lengths[b] * hop.
+  """
+  noise = jax.random.normal(key, (*spec.shape[:2], config.inter_channels), spec.dtype)
+  audio, *_ = ToneColorConverterModel(config).apply(
+      params, spec, lengths, src_se, tgt_se, tau, noise,
+      method=ToneColorConverterModel.voice_conversion)
+  return audio
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def convert_audio(params, audio, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig):
+  """Jitted end to end: waveforms [B, N], lengths [B] -> (converted [B, (N//hop)*hop],
+  output lengths [B] = (lengths // hop) * hop)."""
+  spec, frame_lengths = audio_to_spec(audio, lengths, config)
+  out = convert(params, spec, frame_lengths, src_se, tgt_se, tau, key, config=config)
+  return out, frame_lengths * config.hop_length
