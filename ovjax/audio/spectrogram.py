@@ -19,11 +19,14 @@ def hann_window(win_length: int) -> np.ndarray:
 
 
 def linear_spectrogram(audio: jax.Array, lengths: jax.Array, n_fft: int = 1024,
-                       hop_length: int = 256, win_length: int = 1024):
-  """audio [B, N] (zero-padded), lengths [B] in samples -> (spec [B, N // hop, n_fft//2 + 1],
-  frame lengths [B]). Frames past an item's own length are zero."""
+                       hop_length: int = 256, win_length: int = 1024, frames: int | None = None):
+  """audio [B, N] (zero-padded), lengths [B] in samples -> (spec [B, frames, n_fft//2 + 1],
+  frame lengths [B]); frames defaults to N // hop. Frames past an item's own length are zero.
+
+  An item's last frame reads up to 383 samples past its last full hop (reflected at its end), so
+  a batch padded to F frames should carry F * hop + hop samples."""
   batch, n = audio.shape
-  frames = n // hop_length
+  frames = n // hop_length if frames is None else frames
   pad = (n_fft - hop_length) // 2
   # Sample index each window position reads, reflected at the item's own edges.
   pos = (jnp.arange(frames)[:, None] * hop_length + jnp.arange(n_fft)[None, :] - pad)[None]

@@ -81,8 +81,10 @@ def param_shapes(config: ConverterConfig):
 
 
 def audio_to_spec(audio, lengths, config: ConverterConfig):
+  """Waveforms [B, F * hop + hop] -> spectrograms of F frames (see `linear_spectrogram`)."""
+  frames = audio.shape[1] // config.hop_length - 1
   return linear_spectrogram(audio, lengths, config.filter_length, config.hop_length,
-                            config.win_length)
+                            config.win_length, frames=max(frames, 1))
 
 
 @functools.partial(jax.jit, static_argnames="config")
@@ -96,10 +98,14 @@ def extract_se(params, audio, lengths, *, config: ConverterConfig):
 def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig):
   """Convert spectrograms [B, T, F] (frame lengths [B]) from src_se to tgt_se ([B, gin] each).
 
-  tau is the posterior sampling temperature (0 = deterministic); key seeds that noise.
+  tau is the posterior sampling temperature (0 = deterministic). key seeds that noise: one key,
+  or one per item ([B] keys), in which case each item's noise depends only on its own key, so a
+  batch gives each item what converting it alone gives.
   Returns waveforms [B, T * hop]; item b is valid up to lengths[b] * hop.
   """
-  noise = jax.random.normal(key, (*spec.shape[:2], config.inter_channels), spec.dtype)
+  batch, frames = spec.shape[:2]
+  keys = jax.random.split(key, batch) if key.ndim == 0 else key
+  noise = jax.vmap(lambda k: jax.random.normal(k, (frames, config.inter_channels), spec.dtype))(keys)
   audio, *_ = ToneColorConverterModel(config).apply(
       params, spec, lengths, src_se, tgt_se, tau, noise,
       method=ToneColorConverterModel.voice_conversion)
@@ -108,8 +114,8 @@ def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: Converte
 
 @functools.partial(jax.jit, static_argnames="config")
 def convert_audio(params, audio, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig):
-  """Jitted end to end: waveforms [B, N], lengths [B] -> (converted [B, (N//hop)*hop],
-  output lengths [B] = (lengths // hop) * hop)."""
+  """Jitted end to end: waveforms [B, F * hop + hop], lengths [B] in samples -> (converted
+  [B, F * hop], output lengths [B] = (lengths // hop) * hop)."""
   spec, frame_lengths = audio_to_spec(audio, lengths, config)
   out = convert(params, spec, frame_lengths, src_se, tgt_se, tau, key, config=config)
   return out, frame_lengths * config.hop_length

@@ -56,7 +56,8 @@ def _merge_short(pieces: list[str], length) -> list[str]:
       out.append(piece)
   # ... and a short last piece to the one before it (when there is one).
   if len(out) >= 2 and length(out[-1]) <= 2:
-    out[-2] = out[-2] + " " + out.pop()
+    last = out.pop()
+    out[-1] = out[-1] + " " + last
   return out
 
 

@@ -1,0 +1,168 @@
+"""The Python API, with OpenVoice's own names: `ToneColorConverter.from_pretrained(dir)`,
+`.extract_se(paths)`, `.convert(audio_or_path, src_se, tgt_se, tau=0.3)`.
+
+Work is batched: inputs are grouped by length into fixed-shape buckets (see `batching`), each batch
+is split across all local devices, and the jitted functions compile once per bucket.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ovjax import batching, sharding
+from ovjax.audio.io import check_not_silent, load_audio, write_wav
+from ovjax.audio.vad import embedding_segments
+from ovjax.checkpoint.store import load_converter, load_tone_color
+from ovjax.config import ConverterConfig
+from ovjax.errors import AudioError, OvjaxError
+from ovjax.layers.conv import fold_weight_norm
+from ovjax.models import converter as converter_model
+
+AudioLike = Union[str, os.PathLike, np.ndarray]
+MIN_SAMPLES = 1024  # Reflect padding needs > 384 samples; under ~50 ms there is nothing to hear.
+
+
+class ToneColorConverter:
+  """Moves speech into a reference speaker's tone colour (OpenVoice's converter, v1 or v2)."""
+
+  def __init__(self, config: ConverterConfig, params, max_batch: int = 8, devices=None):
+    self.config = config
+    self.mesh = sharding.data_mesh(devices)
+    self.n_devices = self.mesh.devices.size
+    self.max_batch = max(max_batch, self.n_devices)
+    # Weight norm is folded once here, not on every call.
+    self.params = sharding.replicate(fold_weight_norm(jax.tree.map(jnp.asarray, params)), self.mesh)
+
+  @classmethod
+  def from_pretrained(cls, path, **kwargs) -> "ToneColorConverter":
+    """An official OpenVoice converter folder (config.json + checkpoint.pth) or an imported one."""
+    config, params = load_converter(path)
+    return cls(config, params, **kwargs)
+
+  @property
+  def version(self) -> str:
+    return self.config.version
+
+  @property
+  def sampling_rate(self) -> int:
+    return self.config.sampling_rate
+
+  # -- audio helpers -------------------------------------------------------------------------
+
+  def load(self, audio: AudioLike, name: str | None = None) -> np.ndarray:
+    """A path (any format soundfile/librosa reads, any rate) or a waveform at the model's rate."""
+    if isinstance(audio, (str, os.PathLike)):
+      return self._check_length(load_audio(audio, self.sampling_rate), str(audio))
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim != 1:
+      raise AudioError(f"{name or 'audio'}: expected a mono waveform, got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+      raise AudioError(f"{name or 'audio'}: contains NaN or inf samples")
+    check_not_silent(audio, name or "audio")
+    return self._check_length(audio, name or "audio")
+
+  def _check_length(self, audio, name):
+    if len(audio) < MIN_SAMPLES:
+      raise AudioError(f"{name}: too short ({len(audio)} samples at {self.sampling_rate} Hz; "
+                       f"need at least {MIN_SAMPLES})")
+    return audio
+
+  def _batches(self, waves: Sequence[np.ndarray]):
+    """Yield (item indices, padded audio, lengths) in bucketed, device-sharded batches."""
+    hop = self.config.hop_length
+    frames = [len(w) // hop for w in waves]
+    for bucket, items in batching.plan_batches(frames, self.max_batch):
+      size = batching.bucket_batch(len(items), self.max_batch, self.n_devices)
+      audio, lengths = batching.pad_batch([waves[i] for i in items], bucket * hop + hop, size)
+      yield items, sharding.shard_batch(audio, self.mesh), sharding.shard_batch(lengths, self.mesh)
+
+  # -- tone colour -----------------------------------------------------------------------------
+
+  def embed(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+    """One embedding per waveform: [len(waves), gin]."""
+    out = np.zeros((len(waves), self.config.gin_channels), np.float32)
+    for items, audio, lengths in self._batches(waves):
+      se = converter_model.extract_se(self.params, audio, lengths, config=self.config)
+      out[items] = np.asarray(se)[:len(items)]
+    return out
+
+  def extract_se(self, ref_wav_list, use_vad: bool = True, se_save_path=None) -> np.ndarray:
+    """Tone-colour embedding [gin] of one or more reference recordings.
+
+    With VAD (default) the speech of each reference is cut into ~10 s segments; without it each
+    file is one segment (the reference's `extract_se`). The result is the mean over segments.
+    """
+    if isinstance(ref_wav_list, (str, os.PathLike, np.ndarray)):
+      ref_wav_list = [ref_wav_list]
+    if len(ref_wav_list) == 0:
+      raise OvjaxError("extract_se: no reference audio given")
+    segments = []
+    for i, ref in enumerate(ref_wav_list):
+      name = str(ref) if isinstance(ref, (str, os.PathLike)) else f"reference {i}"
+      wave = self.load(ref, name)
+      for seg in embedding_segments(wave, self.sampling_rate, use_vad=use_vad, name=name):
+        segments.append(self._check_length(seg, name))
+    se = self.embed(segments).mean(axis=0)
+    if se_save_path is not None:
+      from ovjax.checkpoint.store import save_tone_color
+      save_tone_color(se_save_path, se)
+    return se
+
+  def tone_color(self, se) -> np.ndarray:
+    """An embedding given as an array ([gin], [1, gin, 1], ...) or a .npy/.pth file -> [gin]."""
+    if isinstance(se, (str, os.PathLike)):
+      return load_tone_color(se, self.config.gin_channels)
+    se = np.asarray(se, np.float32).reshape(-1)
+    if se.shape[0] != self.config.gin_channels:
+      raise OvjaxError(f"tone-colour embedding has {se.shape[0]} channels, this model uses "
+                       f"{self.config.gin_channels}")
+    return se
+
+  # -- conversion ------------------------------------------------------------------------------
+
+  def convert(self, audio_src_path, src_se, tgt_se, output_path=None, tau: float = 0.3,
+              seed: int = 0):
+    """Convert one input (path or waveform) or a list of them from src_se to tgt_se.
+
+    src_se / tgt_se: one embedding for all inputs, or a list with one per input. Item i's noise
+    comes from fold_in(key(seed), i), so a list gives each item what converting it alone with
+    that key gives. Returns a waveform (or a list); writes WAVs if output_path (or a list) given.
+    """
+    single = not isinstance(audio_src_path, (list, tuple))
+    sources = [audio_src_path] if single else list(audio_src_path)
+    waves = [self.load(s, str(s) if isinstance(s, (str, os.PathLike)) else f"source {i}")
+             for i, s in enumerate(sources)]
+    src = self._per_item(src_se, len(waves), "src_se")
+    tgt = self._per_item(tgt_se, len(waves), "tgt_se")
+    base_key = jax.random.key(seed)
+    outputs: list[np.ndarray | None] = [None] * len(waves)
+    for items, audio, lengths in self._batches(waves):
+      size = audio.shape[0]
+      idx = items + [items[0]] * (size - len(items))
+      keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(idx))
+      out, out_lengths = converter_model.convert_audio(
+          self.params, audio, lengths, sharding.shard_batch(src[idx], self.mesh),
+          sharding.shard_batch(tgt[idx], self.mesh), jnp.float32(tau),
+          sharding.shard_batch(keys, self.mesh), config=self.config)
+      out, out_lengths = np.asarray(out), np.asarray(out_lengths)
+      for row, i in enumerate(items):
+        outputs[i] = out[row, :out_lengths[row]]
+    if output_path is not None:
+      paths = [output_path] if single else list(output_path)
+      if len(paths) != len(outputs):
+        raise OvjaxError(f"{len(outputs)} inputs but {len(paths)} output paths")
+      for path, wave in zip(paths, outputs):
+        write_wav(path, wave, self.sampling_rate)
+    return outputs[0] if single else outputs
+
+  def _per_item(self, se, n, name) -> np.ndarray:
+    if isinstance(se, (list, tuple)):
+      if len(se) != n:
+        raise OvjaxError(f"{name}: {len(se)} embeddings for {n} inputs")
+      return np.stack([self.tone_color(s) for s in se])
+    return np.tile(self.tone_color(se)[None], (n, 1))

@@ -1,0 +1,54 @@
+"""Fixed shapes for jitted inference: lengths and batch sizes padded up to a few buckets.
+
+Every distinct input shape costs a compilation. Padding frame counts to {1, 1.5} x 2^k and batch
+sizes to powers of two means a stream of random lengths compiles O(log max_length) programs, and
+padding wastes at most a third of the work.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def bucket_frames(frames: int, minimum: int = 32) -> int:
+  """Smallest bucket >= frames from {minimum * 2^k, 1.5 * minimum * 2^k}."""
+  size = minimum
+  while size < frames:
+    half_step = size * 3 // 2
+    size = half_step if half_step >= frames else size * 2
+  return size
+
+
+def bucket_batch(n: int, max_batch: int, multiple: int = 1) -> int:
+  """Batch size padded to a power of two (capped at max_batch) and to a multiple of the device
+  count, so the batch splits evenly across devices."""
+  size = min(2**math.ceil(math.log2(max(n, 1))), max_batch)
+  return math.ceil(size / multiple) * multiple
+
+
+def plan_batches(frame_counts, max_batch: int, minimum: int = 32):
+  """Group item indices by bucket, longest first, in batches of at most max_batch.
+
+  Returns [(bucket_frames, [item indices])]."""
+  by_bucket: dict[int, list[int]] = {}
+  for i, f in enumerate(frame_counts):
+    by_bucket.setdefault(bucket_frames(f, minimum), []).append(i)
+  plan = []
+  for bucket in sorted(by_bucket, reverse=True):
+    items = by_bucket[bucket]
+    for start in range(0, len(items), max_batch):
+      plan.append((bucket, items[start:start + max_batch]))
+  return plan
+
+
+def pad_batch(arrays, length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+  """Stack 1-D arrays into [batch, length] zero-padded; rows past len(arrays) repeat row 0
+  (real data, so padding rows never produce NaNs) and are discarded by the caller."""
+  out = np.zeros((batch, length), np.float32)
+  lengths = np.zeros(batch, np.int32)
+  for i in range(batch):
+    a = arrays[i] if i < len(arrays) else arrays[0]
+    out[i, :len(a)] = a
+    lengths[i] = len(a)
+  return out, lengths

@@ -1,0 +1,147 @@
+"""Checkpoint folders: official OpenVoice (config.json + checkpoint.pth) or imported ovjax
+(config.json + ovjax.json + an Orbax `params` checkpoint). Either loads through `load_converter`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ovjax.checkpoint.official import CONVERTER_TABLE, expected_shapes, map_state_dict
+from ovjax.checkpoint.torch_pickle import load_state_dict, load_tensor
+from ovjax.config import ConverterConfig, converter_config_from_official, read_json
+from ovjax.errors import CheckpointError
+
+MARKER = "ovjax.json"
+
+
+def _folder(path) -> Path:
+  path = Path(path)
+  if not path.exists():
+    raise CheckpointError(f"{path}: no such checkpoint folder")
+  if not path.is_dir():
+    raise CheckpointError(f"{path}: a checkpoint is a folder holding config.json")
+  if not (path / "config.json").is_file():
+    raise CheckpointError(f"{path}: not a checkpoint folder (no config.json)")
+  return path
+
+
+def is_imported(path) -> bool:
+  return (Path(path) / MARKER).is_file()
+
+
+def load_converter(path) -> tuple[ConverterConfig, dict]:
+  """Config and parameters (training layout, float32 numpy) of a converter folder."""
+  path = _folder(path)
+  config = converter_config_from_official(read_json(path / "config.json"))
+  shapes = expected_shapes(_param_shapes(config))
+  if is_imported(path):
+    meta = read_json(path / MARKER)
+    if meta.get("model") != "converter":
+      raise CheckpointError(f"{path}: holds an ovjax {meta.get('model')!r}, not a converter")
+    params = restore_params(path / "params")
+    flat = {k: tuple(v.shape) for k, v in _flat(params["params"]).items()}
+    if flat != shapes:
+      diff = sorted(set(flat) ^ set(shapes)) or [k for k in flat if flat[k] != shapes[k]]
+      raise CheckpointError(f"{path}: config and weights do not match (e.g. {diff[0]})")
+    return config, params
+  pth = path / "checkpoint.pth"
+  if not pth.is_file():
+    raise CheckpointError(f"{path}: no checkpoint.pth (official layout) or {MARKER} (ovjax)")
+  return config, map_state_dict(load_state_dict(pth), CONVERTER_TABLE, shapes, source=str(pth))
+
+
+def _param_shapes(config: ConverterConfig):
+  from ovjax.models.converter import param_shapes  # Deferred: models import the checkpoint layer.
+  return param_shapes(config)
+
+
+def _flat(tree, prefix=""):
+  out = {}
+  for k, v in tree.items():
+    p = f"{prefix}/{k}" if prefix else k
+    out.update(_flat(v, p) if isinstance(v, dict) else {p: v})
+  return out
+
+
+def save_params(path, params) -> None:
+  """Orbax-save a parameter tree to `path` (a new directory)."""
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(Path(path).absolute(), jax.tree.map(np.asarray, params))
+  checkpointer.wait_until_finished()
+
+
+def restore_params(path) -> dict:
+  try:
+    restored = ocp.StandardCheckpointer().restore(Path(path).absolute())
+  except Exception as e:  # Orbax raises many types; the user needs one line.
+    raise CheckpointError(f"{path}: cannot restore Orbax checkpoint ({type(e).__name__})")
+  return jax.tree.map(np.asarray, restored)
+
+
+def save_imported(dst, config: ConverterConfig, params, extra_files=()) -> None:
+  """Write an imported converter folder atomically (a temp folder renamed into place)."""
+  dst = Path(dst)
+  if dst.exists() and any(dst.iterdir()):
+    raise CheckpointError(f"{dst}: destination exists and is not empty")
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+  try:
+    (tmp / "config.json").write_text(json.dumps(config.to_official(), indent=2))
+    (tmp / MARKER).write_text(json.dumps({"format": 1, "model": "converter"}, indent=2))
+    save_params(tmp / "params", params)
+    for f in extra_files:
+      shutil.copy2(f, tmp / Path(f).name)
+    if dst.exists():
+      dst.rmdir()
+    os.replace(tmp, dst)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
+def load_tone_color(path, gin_channels: int | None = None) -> np.ndarray:
+  """A tone-colour embedding file (.npy, or an official torch-saved .pth) -> [gin] float32."""
+  path = Path(path)
+  if not path.is_file():
+    raise CheckpointError(f"{path}: no such tone-colour embedding file")
+  if path.suffix == ".npy":
+    try:
+      se = np.load(path, allow_pickle=False)
+    except Exception as e:
+      raise CheckpointError(f"{path}: not a .npy array ({type(e).__name__})")
+  else:
+    se = load_tensor(path)
+  se = np.asarray(se, np.float32)
+  # Official files are [1, gin, 1]; accept any shape with one non-unit axis.
+  if se.ndim == 0 or sum(d != 1 for d in se.shape) > 1:
+    raise CheckpointError(f"{path}: tone-colour embedding has shape {se.shape}, expected "
+                          f"[1, {gin_channels or 'gin'}, 1] or [{gin_channels or 'gin'}]")
+  se = se.reshape(-1)
+  if gin_channels is not None and se.shape[0] != gin_channels:
+    raise CheckpointError(f"{path}: tone-colour embedding has {se.shape[0]} channels, this "
+                          f"model uses {gin_channels}")
+  if not np.all(np.isfinite(se)):
+    raise CheckpointError(f"{path}: tone-colour embedding contains NaN or inf")
+  return se
+
+
+def save_tone_color(path, se: np.ndarray) -> None:
+  """Save an embedding as .npy (atomically)."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.save(f, np.asarray(se, np.float32))
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
