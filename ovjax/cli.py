@@ -1,0 +1,90 @@
+"""The `ovjax` command line: extract-se, convert, import-checkpoint.
+
+Exit codes: 0 success; 1 bad input (an `OvjaxError`, reported as one line); 2 usage error
+(argparse); 3 internal error (a bug: one line, or a traceback with OVJAX_DEBUG=1); 130 interrupted.
+"""
+from __future__ import annotations
+
+import os
+
+# Before anything can import JAX: keep XLA/TSL's C++ logging off the user's terminal.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+import ovjax  # noqa: E402  (just __version__: no JAX)
+from ovjax.errors import OvjaxError  # noqa: E402
+
+# Only argument definitions are imported here; each command imports JAX inside its `run`.
+from infer import convert, extract_se, import_checkpoint  # noqa: E402
+
+PROG = "ovjax"
+_COMMANDS = (extract_se, convert, import_checkpoint)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog=PROG, description="OpenVoice instant voice cloning (tone-colour conversion) in JAX.",
+      epilog="Set OVJAX_DEBUG=1 to get a traceback instead of a one-line error.")
+  parser.add_argument("--version", action="version", version=f"{PROG} {ovjax.__version__}")
+  parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+  # -q is also accepted after the command; SUPPRESS keeps the subparser's default from
+  # overwriting a `ovjax -q convert ...`.
+  common = argparse.ArgumentParser(add_help=False)
+  common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="print nothing but errors")
+  subparsers = parser.add_subparsers(title="commands", dest="command", required=True,
+                                     metavar="COMMAND")
+  for command in _COMMANDS:
+    command.register(_WithParents(subparsers, [common]))
+  return parser
+
+
+class _WithParents:
+  """Adds shared `parents` to every subparser a command module registers."""
+
+  def __init__(self, subparsers, parents):
+    self._subparsers, self._parents = subparsers, parents
+
+  def add_parser(self, name, **kwargs):
+    kwargs["parents"] = list(kwargs.get("parents", ())) + self._parents
+    return self._subparsers.add_parser(name, **kwargs)
+
+
+def _one_line(text: str) -> str:
+  return " ".join(str(text).split())
+
+
+def _report(message: str) -> None:
+  print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+  """Run the CLI; returns the exit code (never raises, unless OVJAX_DEBUG is set)."""
+  parser = build_parser()
+  try:
+    args = parser.parse_args(argv)
+  except SystemExit as e:  # --help, --version (0) and usage errors (2); argparse has printed.
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+  debug = os.environ.get("OVJAX_DEBUG", "") not in ("", "0")
+  try:
+    return int(args.run(args) or 0)
+  except OvjaxError as e:
+    if debug:
+      raise
+    _report(f"error: {_one_line(e) or type(e).__name__}")
+    return 1
+  except KeyboardInterrupt:
+    _report("interrupted")
+    return 130
+  except Exception as e:  # noqa: BLE001 - anything else is a bug; say so in one line.
+    if debug:
+      raise
+    _report(f"internal error: {type(e).__name__}: {_one_line(e)} "
+            "(set OVJAX_DEBUG=1 for a traceback)")
+    return 3
+
+
+if __name__ == "__main__":
+  sys.exit(main())

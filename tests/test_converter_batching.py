@@ -1,0 +1,100 @@
+"""A padded batch gives each item what it gets alone; buckets bound the compilations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ovjax import batching
+from ovjax.api import ToneColorConverter
+from ovjax.models import converter as cv
+
+from conftest import reference_path
+
+
+@pytest.fixture(scope="module")
+def tcc():
+  return ToneColorConverter.from_pretrained(reference_path("openvoice", "converter_v1_small"),
+                                            max_batch=4)
+
+
+@pytest.fixture(scope="module")
+def waves(converters):
+  """Real speech of ragged lengths (including non-multiples of the hop)."""
+  golden = converters["converter_v1_small"][2]
+  src, tgt = golden["src_audio"], golden["tgt_audio"]
+  return [src[:13000], tgt[:40001], src[5000:30999], tgt, src[:9000 + 77]]
+
+
+def test_batched_embeddings_equal_one_by_one(tcc, waves):
+  batched = tcc.embed(waves)
+  for i, w in enumerate(waves):
+    alone = tcc.embed([w])[0]
+    np.testing.assert_allclose(batched[i], alone, atol=1e-4, rtol=0)
+  # Different utterances really give different embeddings (padding did not flatten them).
+  assert np.max(np.abs(batched[0] - batched[1])) > 1e-3
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.3])
+def test_batched_conversion_equals_one_by_one(tcc, waves, tau):
+  rng = np.random.default_rng(0)
+  src = [rng.standard_normal(tcc.config.gin_channels).astype(np.float32) for _ in waves]
+  tgt = [rng.standard_normal(tcc.config.gin_channels).astype(np.float32) for _ in waves]
+  batched = tcc.convert(waves, src, tgt, tau=tau, seed=5)
+  for i, w in enumerate(waves):
+    assert len(batched[i]) == (len(w) // 256) * 256
+  # One by one with the same per-item key (fold_in(seed, i)): call the jitted function directly.
+  for i, w in enumerate(waves):
+    frames = batching.bucket_frames(len(w) // 256)
+    audio, lengths = batching.pad_batch([w], frames * 256 + 256, 1)
+    key = jax.random.fold_in(jax.random.key(5), i)[None]
+    out, n = cv.convert_audio(tcc.params, jnp.asarray(audio), jnp.asarray(lengths),
+                              jnp.asarray(src[i])[None], jnp.asarray(tgt[i])[None], tau, key,
+                              config=tcc.config)
+    np.testing.assert_allclose(batched[i], np.asarray(out)[0, :int(n[0])], atol=1e-4, rtol=0)
+
+
+def test_padding_without_masks_would_leak(tcc, waves):
+  """Guard for the test above: the same item padded into a longer bucket still matches, so the
+  masks (not luck) keep padding out. Compare bucket 64 vs 192 frames for a 40-frame item."""
+  w = waves[0][:40 * 256 + 100]
+  outs = []
+  for frames in (64, 192):
+    audio, lengths = batching.pad_batch([w], frames * 256 + 256, 1)
+    out, n = cv.convert_audio(tcc.params, jnp.asarray(audio), jnp.asarray(lengths),
+                              jnp.zeros((1, tcc.config.gin_channels)) + 0.1,
+                              jnp.zeros((1, tcc.config.gin_channels)) - 0.1, 0.0,
+                              jax.random.key(0)[None], config=tcc.config)
+    outs.append(np.asarray(out)[0, :int(n[0])])
+  np.testing.assert_allclose(outs[0], outs[1], atol=1e-4, rtol=0)
+
+
+def test_bucket_shapes():
+  assert [batching.bucket_frames(n) for n in (1, 32, 33, 48, 49, 64, 65, 97, 1000)] == \
+      [32, 32, 48, 48, 64, 64, 96, 128, 1024]
+  for n in range(1, 5000, 7):
+    b = batching.bucket_frames(n)
+    assert n <= b and (b <= 32 or b < 1.51 * n)
+  assert batching.bucket_batch(3, 8) == 4 and batching.bucket_batch(9, 8) == 8
+  assert batching.bucket_batch(1, 8, multiple=4) == 4
+
+
+def test_random_lengths_compile_a_bounded_number_of_times(tcc):
+  """60 random lengths between 0.1 s and 12 s: compilations are bounded by the bucket count
+  (frame buckets x batch buckets), far fewer than the distinct lengths."""
+  rng = np.random.default_rng(1)
+  lengths = rng.integers(2205, 12 * 22050, size=60)
+  waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in lengths]
+  frame_buckets = {batching.bucket_frames(n // 256) for n in lengths}
+  jax.clear_caches()
+  before = cv.extract_se._cache_size()
+  tcc.embed(waves)
+  compiled = cv.extract_se._cache_size() - before
+  # Each frame bucket compiles at most once per batch bucket (1, 2, 4 with max_batch 4).
+  assert compiled <= 3 * len(frame_buckets)
+  assert compiled < len(set(lengths.tolist())) / 3
+  # A second pass over new random lengths in the same range compiles little or nothing new.
+  more = [0.1 * rng.standard_normal(n).astype(np.float32)
+          for n in rng.integers(2205, 12 * 22050, size=60)]
+  tcc.embed(more)
+  assert cv.extract_se._cache_size() - before <= 3 * len(frame_buckets | {
+      batching.bucket_frames(len(w) // 256) for w in more})
