@@ -14,9 +14,10 @@ def _tau(text: str) -> float:
   return value
 
 
-def register(subparsers) -> None:
+def register(subparsers, parents=()) -> None:
   p = subparsers.add_parser(
-      "convert", help="convert speech to a reference speaker's tone colour",
+      "convert", parents=list(parents),
+      help="convert speech to a reference speaker's tone colour",
       description="Convert SRC into the tone colour of the reference recordings (or of a saved "
                   "embedding). The source's own embedding is extracted from SRC unless "
                   "--source-se is given. Embeddings may be .npy or official torch .pth files.")

@@ -4,9 +4,10 @@ from __future__ import annotations
 import infer
 
 
-def register(subparsers) -> None:
+def register(subparsers, parents=()) -> None:
   p = subparsers.add_parser(
-      "extract-se", help="tone-colour embedding of reference audio -> .npy",
+      "extract-se", parents=list(parents),
+      help="tone-colour embedding of reference audio -> .npy",
       description="Extract the tone-colour (speaker) embedding of one or more reference "
                   "recordings: the mean over ~10 s speech segments found by voice activity "
                   "detection, or over whole files with --no-vad. Saved as a float32 [gin] .npy.")

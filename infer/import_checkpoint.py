@@ -9,9 +9,10 @@ from ovjax.errors import CheckpointError
 _WEIGHTS = "checkpoint.pth"
 
 
-def register(subparsers) -> None:
+def register(subparsers, parents=()) -> None:
   p = subparsers.add_parser(
-      "import-checkpoint", help="official converter folder -> ovjax (Orbax) folder",
+      "import-checkpoint", parents=list(parents),
+      help="official converter folder -> ovjax (Orbax) folder",
       description="Convert an official OpenVoice converter folder (config.json + checkpoint.pth) "
                   "into an ovjax folder (config.json + Orbax params), checking every tensor. "
                   "Other .pth files in it (tone-colour embeddings such as en_default_se.pth) "

@@ -26,7 +26,8 @@ _COMMANDS = (extract_se, convert, import_checkpoint)
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog=PROG, description="OpenVoice instant voice cloning (tone-colour conversion) in JAX.",
-      epilog="Set OVJAX_DEBUG=1 to get a traceback instead of a one-line error.")
+      epilog="Exit codes: 0 ok, 1 bad input, 2 usage, 3 internal error (set OVJAX_DEBUG=1 for "
+             "its traceback), 130 interrupted.")
   parser.add_argument("--version", action="version", version=f"{PROG} {ovjax.__version__}")
   parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
   # -q is also accepted after the command; SUPPRESS keeps the subparser's default from
@@ -37,19 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
   subparsers = parser.add_subparsers(title="commands", dest="command", required=True,
                                      metavar="COMMAND")
   for command in _COMMANDS:
-    command.register(_WithParents(subparsers, [common]))
+    command.register(subparsers, parents=[common])
   return parser
-
-
-class _WithParents:
-  """Adds shared `parents` to every subparser a command module registers."""
-
-  def __init__(self, subparsers, parents):
-    self._subparsers, self._parents = subparsers, parents
-
-  def add_parser(self, name, **kwargs):
-    kwargs["parents"] = list(kwargs.get("parents", ())) + self._parents
-    return self._subparsers.add_parser(name, **kwargs)
 
 
 def _one_line(text: str) -> str:
@@ -67,19 +57,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
   except SystemExit as e:  # --help, --version (0) and usage errors (2); argparse has printed.
     return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-  debug = os.environ.get("OVJAX_DEBUG", "") not in ("", "0")
   try:
     return int(args.run(args) or 0)
-  except OvjaxError as e:
-    if debug:
-      raise
+  except OvjaxError as e:  # Bad input: the message is the whole story, even when debugging.
     _report(f"error: {_one_line(e) or type(e).__name__}")
     return 1
   except KeyboardInterrupt:
     _report("interrupted")
     return 130
   except Exception as e:  # noqa: BLE001 - anything else is a bug; say so in one line.
-    if debug:
+    if os.environ.get("OVJAX_DEBUG", "") not in ("", "0"):
       raise
     _report(f"internal error: {type(e).__name__}: {_one_line(e)} "
             "(set OVJAX_DEBUG=1 for a traceback)")

@@ -20,7 +20,9 @@ CONV1D = (2, 1, 0)        # [O, I, K] -> [K, I, O]
 CONV_T = (2, 0, 1)        # ConvTranspose1d [I, O, K] -> [K, I, O]
 CONV2D = (2, 3, 1, 0)     # [O, I, H, W] -> [H, W, I, O]
 LINEAR = (1, 0)           # [O, I] -> [I, O]
-VECTOR = None
+VECTOR = None             # 1-D, as is
+AS_IS = "as_is"           # any shape, as is (relative-position embeddings, embedding tables)
+CHANNEL = "channel"       # [C, 1] per-channel parameters (channels-first) -> [C]
 
 _W = r"(?P<p>weight|weight_v|weight_g|bias)"
 _P = {"weight": "kernel", "weight_v": "weight_v", "weight_g": "weight_g", "bias": "bias"}
@@ -64,6 +66,47 @@ CONVERTER_TABLE: list[tuple[str, Callable[[re.Match], str], Any]] = [
     (r"ref_enc\.gru\.(?P<p>weight_ih|weight_hh|bias_ih|bias_hh)_l0",
      lambda m: f"ref_enc/gru/{m['p']}", LINEAR),
     (rf"ref_enc\.proj\.{_W}", lambda m: f"ref_enc/proj/{_param(m)}", LINEAR),
+]
+
+
+_DDS = r"(?P<dds>convs|post_convs)"
+_FLOWS = r"(?P<flows>flows|post_flows)"
+
+# The VITS base speaker TTS: the converter's enc_q/flow/dec (no ref_enc) plus the text encoder,
+# both duration predictors and the speaker/style embedding table.
+BASE_TABLE = [rule for rule in CONVERTER_TABLE if not rule[0].startswith("ref_enc")] + [
+    # Text encoder (enc_p): embedding, post-norm transformer with relative attention, proj.
+    (r"enc_p\.emb\.weight", lambda m: "enc_p/emb/embedding", AS_IS),
+    (rf"enc_p\.encoder\.attn_layers\.(?P<i>\d+)\.(?P<sub>conv_q|conv_k|conv_v|conv_o)\.{_W}",
+     lambda m: f"enc_p/encoder/attn_layers_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
+    (r"enc_p\.encoder\.attn_layers\.(?P<i>\d+)\.(?P<p>emb_rel_k|emb_rel_v)",
+     lambda m: f"enc_p/encoder/attn_layers_{_i(m)}/{m['p']}", AS_IS),
+    (r"enc_p\.encoder\.(?P<sub>norm_layers_1|norm_layers_2)\.(?P<i>\d+)\.(?P<p>gamma|beta)",
+     lambda m: f"enc_p/encoder/{m['sub']}_{_i(m)}/{m['p']}", VECTOR),
+    (rf"enc_p\.encoder\.ffn_layers\.(?P<i>\d+)\.(?P<sub>conv_1|conv_2)\.{_W}",
+     lambda m: f"enc_p/encoder/ffn_layers_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
+    (rf"enc_p\.proj\.{_W}", lambda m: f"enc_p/proj/{_param(m)}", CONV1D),
+    # Stochastic duration predictor: 1x1 convs, DDSConv stacks, flows (affine + spline flows).
+    (rf"sdp\.(?P<sub>pre|proj|cond|post_pre|post_proj)\.{_W}",
+     lambda m: f"sdp/{m['sub']}/{_param(m)}", CONV1D),
+    (rf"sdp\.{_DDS}\.(?P<sub>convs_sep|convs_1x1)\.(?P<i>\d+)\.{_W}",
+     lambda m: f"sdp/{m['dds']}/{m['sub']}_{_i(m)}/{_param(m)}", CONV1D),
+    (rf"sdp\.{_DDS}\.(?P<sub>norms_1|norms_2)\.(?P<i>\d+)\.(?P<p>gamma|beta)",
+     lambda m: f"sdp/{m['dds']}/{m['sub']}_{_i(m)}/{m['p']}", VECTOR),
+    (rf"sdp\.{_FLOWS}\.0\.(?P<p>m|logs)", lambda m: f"sdp/{m['flows']}_0/{m['p']}", CHANNEL),
+    (rf"sdp\.{_FLOWS}\.(?P<i>\d+)\.(?P<sub>pre|proj)\.{_W}",
+     lambda m: f"sdp/{m['flows']}_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
+    (rf"sdp\.{_FLOWS}\.(?P<i>\d+)\.convs\.(?P<sub>convs_sep|convs_1x1)\.(?P<j>\d+)\.{_W}",
+     lambda m: f"sdp/{m['flows']}_{_i(m)}/convs/{m['sub']}_{_i(m, 'j')}/{_param(m)}", CONV1D),
+    (rf"sdp\.{_FLOWS}\.(?P<i>\d+)\.convs\.(?P<sub>norms_1|norms_2)\.(?P<j>\d+)\.(?P<p>gamma|beta)",
+     lambda m: f"sdp/{m['flows']}_{_i(m)}/convs/{m['sub']}_{_i(m, 'j')}/{m['p']}", VECTOR),
+    # Deterministic duration predictor.
+    (rf"dp\.(?P<sub>conv_1|conv_2|proj|cond)\.{_W}", lambda m: f"dp/{m['sub']}/{_param(m)}",
+     CONV1D),
+    (r"dp\.(?P<sub>norm_1|norm_2)\.(?P<p>gamma|beta)", lambda m: f"dp/{m['sub']}/{m['p']}",
+     VECTOR),
+    # Speaker / style embedding table.
+    (r"emb_g\.weight", lambda m: "emb_g/embedding", AS_IS),
 ]
 
 
@@ -112,7 +155,11 @@ def map_state_dict(state_dict: dict[str, np.ndarray], table, expected_shapes,
       continue
     path = build(m)
     array = np.asarray(value)
-    if layout is not None and array.ndim == len(layout):
+    if layout == AS_IS:
+      pass
+    elif layout == CHANNEL:
+      array = array.reshape(-1)
+    elif layout is not None and array.ndim == len(layout):
       array = np.transpose(array, layout)
     elif array.ndim != 1:
       raise CheckpointError(f"{source}: {raw_key} has shape {tuple(value.shape)}, which does not "

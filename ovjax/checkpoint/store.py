@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import jax
@@ -88,10 +88,11 @@ def restore_params(path) -> dict:
 def save_imported(dst, config: ConverterConfig, params, extra_files=()) -> None:
   """Write an imported converter folder atomically (a temp folder renamed into place)."""
   dst = Path(dst)
-  if dst.exists() and any(dst.iterdir()):
-    raise CheckpointError(f"{dst}: destination exists and is not empty")
+  if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+    raise CheckpointError(f"{dst}: destination exists and is not an empty folder")
   dst.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+  tmp = dst.parent / f".{dst.name}.{secrets.token_hex(6)}.tmp"
+  os.mkdir(tmp, 0o777)  # Not mkdtemp: its 0700 would make a shared model folder owner-only.
   try:
     (tmp / "config.json").write_text(json.dumps(config.to_official(), indent=2))
     (tmp / MARKER).write_text(json.dumps({"format": 1, "model": "converter"}, indent=2))
@@ -118,6 +119,9 @@ def load_tone_color(path, gin_channels: int | None = None) -> np.ndarray:
       raise CheckpointError(f"{path}: not a .npy array ({type(e).__name__})")
   else:
     se = load_tensor(path)
+  if not isinstance(se, np.ndarray) or se.dtype.kind not in "biuf":
+    raise CheckpointError(f"{path}: not a numeric array "
+                          f"({getattr(se, 'dtype', type(se).__name__)})")
   se = np.asarray(se, np.float32)
   # Official files are [1, gin, 1]; accept any shape with one non-unit axis.
   if se.ndim == 0 or sum(d != 1 for d in se.shape) > 1:
@@ -136,7 +140,9 @@ def save_tone_color(path, se: np.ndarray) -> None:
   """Save an embedding as .npy (atomically)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+  tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+  # 0666 and the umask, like any new file (mkstemp's 0600 would make it owner-only).
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
   try:
     with os.fdopen(fd, "wb") as f:
       np.save(f, np.asarray(se, np.float32))
