@@ -144,3 +144,91 @@ def read_json(path: Path) -> dict[str, Any]:
     raise CheckpointError(f"{path}: no such file")
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise CheckpointError(f"{path}: not valid JSON ({e})")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseTTSConfig:
+  """The VITS base speaker TTS (OpenVoice `SynthesizerTrn` with n_speakers > 0).
+
+  `decoder` holds the parts it shares with the converter (posterior encoder, flow, HiFi-GAN).
+  """
+  decoder: ConverterConfig
+  n_vocab: int
+  n_speakers: int
+  symbols: tuple[str, ...]
+  speakers: tuple[tuple[str, int], ...]
+  text_cleaners: tuple[str, ...] = ("cjke_cleaners2",)
+  add_blank: bool = True
+  filter_channels: int = 768
+  n_heads: int = 2
+  n_layers: int = 6
+  kernel_size: int = 3
+  p_dropout: float = 0.1
+  # Fixed in the reference's code rather than its config.
+  dp_filter_channels: int = 256
+  dp_kernel_size: int = 3
+  sdp_kernel_size: int = 3
+  sdp_n_flows: int = 4
+
+  @property
+  def speaker_ids(self) -> dict[str, int]:
+    return dict(self.speakers)
+
+  @property
+  def frontend(self) -> str:
+    """'cjke' for the official v1 cleaners, 'espeak' for IPA from espeak-ng."""
+    return "espeak" if "espeak" in self.text_cleaners else "cjke"
+
+  def to_official(self) -> dict[str, Any]:
+    cfg = self.decoder.to_official()
+    cfg["data"].update(n_speakers=self.n_speakers, text_cleaners=list(self.text_cleaners),
+                       add_blank=self.add_blank, cleaned_text=True)
+    cfg["model"].pop("zero_g", None)
+    cfg["model"].update(filter_channels=self.filter_channels, n_heads=self.n_heads,
+                        n_layers=self.n_layers, kernel_size=self.kernel_size,
+                        p_dropout=self.p_dropout)
+    cfg["symbols"] = list(self.symbols)
+    cfg["speakers"] = dict(self.speakers)
+    return cfg
+
+
+def base_tts_config_from_official(cfg: dict[str, Any]) -> BaseTTSConfig:
+  """Parse an official base speaker config.json (with `symbols` and `speakers`)."""
+  try:
+    data, model = cfg["data"], cfg["model"]
+  except (KeyError, TypeError):
+    raise CheckpointError("config: expected the official layout with 'data' and 'model' sections")
+  n_speakers = data.get("n_speakers", 0)
+  if not isinstance(n_speakers, int) or n_speakers <= 0:
+    raise CheckpointError("config: n_speakers is 0: this is a tone-colour converter config, "
+                          "not a base speaker TTS")
+  symbols = cfg.get("symbols")
+  if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
+    raise CheckpointError("config: a base speaker config needs a 'symbols' list (its text "
+                          "symbol table)")
+  speakers = cfg.get("speakers", {"default": 0})
+  if not isinstance(speakers, dict) or not all(
+      isinstance(v, int) and 0 <= v < n_speakers for v in speakers.values()):
+    raise CheckpointError(f"config: 'speakers' must map style names to ids below {n_speakers}")
+  defaults = BaseTTSConfig(decoder=ConverterConfig(), n_vocab=1, n_speakers=1, symbols=(),
+                           speakers=())
+  tts_keys = ("filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout")
+  tts_kwargs = {}
+  for key in tts_keys:
+    if key in model:
+      value = model[key]
+      if key == "p_dropout":
+        if not isinstance(value, (int, float)):
+          raise CheckpointError(f"config: model.p_dropout should be a number, got {value!r}")
+        value = float(value)
+      else:
+        value = _typed(f"model.{key}", value, getattr(defaults, key))
+      tts_kwargs[key] = value
+  decoder_cfg = {"data": {k: v for k, v in data.items() if k in _DATA_KEYS},
+                 "model": {k: v for k, v in model.items() if k not in tts_keys}}
+  decoder = converter_config_from_official(decoder_cfg)
+  cleaners = data.get("text_cleaners", ["cjke_cleaners2"])
+  return BaseTTSConfig(
+      decoder=decoder, n_vocab=len(symbols), n_speakers=n_speakers, symbols=tuple(symbols),
+      speakers=tuple(speakers.items()), text_cleaners=tuple(cleaners),
+      add_blank=bool(data.get("add_blank", True)), **tts_kwargs)
