@@ -6,7 +6,6 @@ problem with the input is raised as a one-line `AudioError` naming the file.
 """
 
 import os
-import secrets
 from pathlib import Path
 
 import librosa
@@ -14,6 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from ovjax.errors import AudioError, OvjaxError
+from ovjax.fileio import atomic_output
 
 # Peak below this is treated as silence: ~-80 dBFS, below the dither / noise floor of any real
 # recording, so only digital silence (or near-zero garbage) trips it.
@@ -93,20 +93,6 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
   audio = np.asarray(audio, dtype=np.float32)
   if not np.all(np.isfinite(audio)):
     raise OvjaxError(f"refusing to write {path}: audio contains NaN or infinite samples")
-  path.parent.mkdir(parents=True, exist_ok=True)
-
-  # Same directory as the target so os.replace is a rename on one filesystem (atomic).
-  # Created by hand rather than with tempfile.mkstemp, whose 0600 mode would survive the rename;
-  # mode 0666 is filtered by the umask like any normally written file.
-  tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-  os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-  try:
+  with atomic_output(path) as tmp:
     # The ".tmp" suffix hides the type from libsndfile, so name the format explicitly.
     sf.write(str(tmp), audio, int(sample_rate), subtype="FLOAT", format="WAV")
-    os.replace(tmp, path)
-  except BaseException:
-    try:
-      os.remove(tmp)
-    except FileNotFoundError:
-      pass
-    raise

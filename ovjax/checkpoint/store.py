@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from ovjax.checkpoint.official import CONVERTER_TABLE, expected_shapes, map_stat
 from ovjax.checkpoint.torch_pickle import load_state_dict, load_tensor
 from ovjax.config import ConverterConfig, converter_config_from_official, read_json
 from ovjax.errors import CheckpointError
+from ovjax.fileio import atomic_output
 
 MARKER = "ovjax.json"
 
@@ -90,21 +89,12 @@ def save_imported(dst, config: ConverterConfig, params, extra_files=()) -> None:
   dst = Path(dst)
   if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
     raise CheckpointError(f"{dst}: destination exists and is not an empty folder")
-  dst.parent.mkdir(parents=True, exist_ok=True)
-  tmp = dst.parent / f".{dst.name}.{secrets.token_hex(6)}.tmp"
-  os.mkdir(tmp, 0o777)  # Not mkdtemp: its 0700 would make a shared model folder owner-only.
-  try:
+  with atomic_output(dst, directory=True) as tmp:
     (tmp / "config.json").write_text(json.dumps(config.to_official(), indent=2))
     (tmp / MARKER).write_text(json.dumps({"format": 1, "model": "converter"}, indent=2))
     save_params(tmp / "params", params)
     for f in extra_files:
       shutil.copy2(f, tmp / Path(f).name)
-    if dst.exists():
-      dst.rmdir()
-    os.replace(tmp, dst)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def load_tone_color(path, gin_channels: int | None = None) -> np.ndarray:
@@ -138,16 +128,5 @@ def load_tone_color(path, gin_channels: int | None = None) -> np.ndarray:
 
 def save_tone_color(path, se: np.ndarray) -> None:
   """Save an embedding as .npy (atomically)."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-  # 0666 and the umask, like any new file (mkstemp's 0600 would make it owner-only).
-  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, np.asarray(se, np.float32))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with atomic_output(path) as tmp, open(tmp, "wb") as f:
+    np.save(f, np.asarray(se, np.float32))
