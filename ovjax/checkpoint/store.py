@@ -1,5 +1,6 @@
 """Checkpoint folders: official OpenVoice (config.json + checkpoint.pth) or imported ovjax
-(config.json + ovjax.json + an Orbax `params` checkpoint). Either loads through `load_converter`.
+(config.json + ovjax.json + an Orbax `params` checkpoint). Either loads through `load_converter`
+or `load_base_tts`.
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ovjax.checkpoint.official import CONVERTER_TABLE, expected_shapes, map_state_dict
+from ovjax.checkpoint.official import BASE_TABLE, CONVERTER_TABLE, expected_shapes, map_state_dict
 from ovjax.checkpoint.torch_pickle import load_state_dict, load_tensor
-from ovjax.config import ConverterConfig, converter_config_from_official, read_json
+from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
+                          converter_config_from_official, read_json)
 from ovjax.errors import CheckpointError
 from ovjax.fileio import atomic_output
 
@@ -35,15 +37,33 @@ def is_imported(path) -> bool:
   return (Path(path) / MARKER).is_file()
 
 
-def load_converter(path) -> tuple[ConverterConfig, dict]:
-  """Config and parameters (training layout, float32 numpy) of a converter folder."""
+def _kinds():
+  """{kind: (config parser, name table, parameter shapes)}; deferred imports because the model
+  modules import this package."""
+  from ovjax.models import base_tts, converter
+  return {
+      "converter": (converter_config_from_official, CONVERTER_TABLE, converter.param_shapes),
+      "base_tts": (base_tts_config_from_official, BASE_TABLE, base_tts.param_shapes),
+  }
+
+
+def checkpoint_kind(path) -> str:
+  """'converter' or 'base_tts', from config.json (n_speakers = 0 means a converter)."""
+  cfg = read_json(_folder(path) / "config.json")
+  n_speakers = cfg.get("data", {}).get("n_speakers", 0) if isinstance(cfg, dict) else 0
+  return "base_tts" if n_speakers else "converter"
+
+
+def load_checkpoint(path, kind: str):
+  """Config and parameters (training layout, float32 numpy) of a `kind` checkpoint folder."""
   path = _folder(path)
-  config = converter_config_from_official(read_json(path / "config.json"))
-  shapes = expected_shapes(_param_shapes(config))
+  parse, table, param_shapes = _kinds()[kind]
+  config = parse(read_json(path / "config.json"))
+  shapes = expected_shapes(param_shapes(config))
   if is_imported(path):
     meta = read_json(path / MARKER)
-    if meta.get("model") != "converter":
-      raise CheckpointError(f"{path}: holds an ovjax {meta.get('model')!r}, not a converter")
+    if meta.get("model") != kind:
+      raise CheckpointError(f"{path}: holds an ovjax {meta.get('model')!r}, not a {kind}")
     params = restore_params(path / "params")
     flat = {k: tuple(v.shape) for k, v in _flat(params["params"]).items()}
     if flat != shapes:
@@ -53,12 +73,15 @@ def load_converter(path) -> tuple[ConverterConfig, dict]:
   pth = path / "checkpoint.pth"
   if not pth.is_file():
     raise CheckpointError(f"{path}: no checkpoint.pth (official layout) or {MARKER} (ovjax)")
-  return config, map_state_dict(load_state_dict(pth), CONVERTER_TABLE, shapes, source=str(pth))
+  return config, map_state_dict(load_state_dict(pth), table, shapes, source=str(pth))
 
 
-def _param_shapes(config: ConverterConfig):
-  from ovjax.models.converter import param_shapes  # Deferred: models import the checkpoint layer.
-  return param_shapes(config)
+def load_converter(path) -> tuple[ConverterConfig, dict]:
+  return load_checkpoint(path, "converter")
+
+
+def load_base_tts(path) -> tuple[BaseTTSConfig, dict]:
+  return load_checkpoint(path, "base_tts")
 
 
 def _flat(tree, prefix=""):
@@ -84,14 +107,15 @@ def restore_params(path) -> dict:
   return jax.tree.map(np.asarray, restored)
 
 
-def save_imported(dst, config: ConverterConfig, params, extra_files=()) -> None:
-  """Write an imported converter folder atomically (a temp folder renamed into place)."""
+def save_imported(dst, config: ConverterConfig | BaseTTSConfig, params, extra_files=()) -> None:
+  """Write an imported checkpoint folder atomically (a temp folder renamed into place)."""
+  kind = "base_tts" if isinstance(config, BaseTTSConfig) else "converter"
   dst = Path(dst)
   if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
     raise CheckpointError(f"{dst}: destination exists and is not an empty folder")
   with atomic_output(dst, directory=True) as tmp:
     (tmp / "config.json").write_text(json.dumps(config.to_official(), indent=2))
-    (tmp / MARKER).write_text(json.dumps({"format": 1, "model": "converter"}, indent=2))
+    (tmp / MARKER).write_text(json.dumps({"format": 1, "model": kind}, indent=2))
     save_params(tmp / "params", params)
     for f in extra_files:
       shutil.copy2(f, tmp / Path(f).name)
