@@ -1,0 +1,42 @@
+"""The OpenVoice pipeline: a base speaker says the text, the converter gives it the reference's
+tone colour."""
+from __future__ import annotations
+
+import librosa
+import numpy as np
+
+from ovjax.api.converter import ToneColorConverter
+from ovjax.api.tts import BaseSpeakerTTS, EspeakSpeaker
+
+
+def clone(converter: ToneColorConverter, base: BaseSpeakerTTS | EspeakSpeaker, references,
+          texts, speaker: str = "default", language: str | None = None, speed: float = 1.0,
+          tau: float = 0.3, seed: int = 0, target_se=None, use_vad: bool = True,
+          progress=lambda message: None, **tts_options):
+  """Text(s) -> speech in the references' tone colour, at the converter's rate.
+
+  The source embedding is the base folder's embedding file for the style when it has one (as
+  OpenVoice's demos use), otherwise extracted from the base speaker's own output. `target_se`
+  (an array or a file) skips extracting the references.
+  """
+  single = isinstance(texts, str)
+  texts = [texts] if single else list(texts)
+  if target_se is None:
+    progress("extracting the reference's tone colour")
+    target_se = converter.extract_se(references, use_vad=use_vad)
+  target_se = converter.tone_color(target_se)
+  progress("synthesising with the base speaker")
+  if isinstance(base, EspeakSpeaker):
+    waves = base.synthesize(texts, speed=speed)
+  else:
+    waves = base.synthesize(texts, speaker, language, speed, seed=seed, **tts_options)
+  if base.sampling_rate != converter.sampling_rate:
+    waves = [librosa.resample(w, orig_sr=base.sampling_rate, target_sr=converter.sampling_rate,
+                              res_type="soxr_hq") for w in waves]
+  source_se = base.source_se(speaker) if isinstance(base, BaseSpeakerTTS) else None
+  if source_se is None:
+    progress("extracting the base speaker's tone colour")
+    source_se = converter.extract_se(list(waves), use_vad=use_vad)
+  progress("converting")
+  out = converter.convert(list(waves), source_se, target_se, tau=tau, seed=seed)
+  return out[0] if single else out

@@ -1,0 +1,201 @@
+"""Base speakers: the VITS base TTS of OpenVoice v1 (`BaseSpeakerTTS`), and espeak-ng itself as a
+zero-weight base speaker (`EspeakSpeaker`) for any language it speaks."""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ovjax import batching, sharding
+from ovjax.audio.io import write_wav
+from ovjax.checkpoint.store import load_base_tts, load_tone_color
+from ovjax.config import BaseTTSConfig
+from ovjax.errors import OvjaxError, TextError
+from ovjax.layers.conv import fold_weight_norm
+from ovjax.models import base_tts as tts_model
+from ovjax import text as text_frontend
+
+PAUSE_S = 0.05  # Silence after every sentence piece (divided by speed), as the reference.
+_DEFAULT_LANGUAGE = {"cjke": "English", "espeak": "en-us"}
+
+
+def join_pieces(pieces: Sequence[np.ndarray], sample_rate: int, speed: float) -> np.ndarray:
+  """Each piece followed by 50 ms / speed of silence (the last one too, like the reference)."""
+  pause = np.zeros(int(sample_rate * PAUSE_S / speed), np.float32)
+  return np.concatenate([part for piece in pieces for part in (piece, pause)])
+
+
+def _check_speed(speed: float) -> None:
+  if not np.isfinite(speed) or speed <= 0:
+    raise OvjaxError(f"speed must be a positive number, got {speed}")
+
+
+class BaseSpeakerTTS:
+  """Text -> speech in one of the base speaker's styles (OpenVoice v1 `BaseSpeakerTTS`)."""
+
+  def __init__(self, config: BaseTTSConfig, params, path=None, max_batch: int = 8,
+               devices=None):
+    self.config = config
+    self.path = None if path is None else Path(path)
+    self.mesh = sharding.data_mesh(devices)
+    self.n_devices = self.mesh.devices.size
+    self.max_batch = max(max_batch, self.n_devices)
+    self.params = sharding.replicate(fold_weight_norm(jax.tree.map(jnp.asarray, params)), self.mesh)
+
+  @classmethod
+  def from_pretrained(cls, path, **kwargs) -> "BaseSpeakerTTS":
+    config, params = load_base_tts(path)
+    return cls(config, params, path=path, **kwargs)
+
+  @property
+  def sampling_rate(self) -> int:
+    return self.config.decoder.sampling_rate
+
+  @property
+  def styles(self) -> list[str]:
+    return list(self.config.speaker_ids)
+
+  @property
+  def default_language(self) -> str:
+    return _DEFAULT_LANGUAGE[self.config.frontend]
+
+  def speaker_id(self, style: str) -> int:
+    ids = self.config.speaker_ids
+    if style not in ids:
+      raise TextError(f"unknown style {style!r}; this model has: {', '.join(ids)}")
+    return ids[style]
+
+  def text_to_pieces(self, text: str, language: str | None = None) -> list[list[int]]:
+    """Text -> the id sequences of its sentence pieces (the reference's splitting)."""
+    language = language or self.default_language
+    pieces = text_frontend.split_sentences(text, language)
+    out = []
+    for piece in pieces:
+      try:
+        out.append(text_frontend.text_to_sequence(piece, language, self.config.symbols,
+                                                  self.config.add_blank, self.config.frontend))
+      except TextError:
+        continue  # A piece of punctuation alone; the text as a whole is checked below.
+    if not out:
+      raise TextError(f"nothing speakable in {text[:40]!r}")
+    return out
+
+  def infer_ids(self, sequences: Sequence[Sequence[int]], style: str = "default",
+                speed: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.6,
+                sdp_ratio: float = 0.2, seed: int = 0) -> list[np.ndarray]:
+    """Id sequences -> waveforms, in token-length buckets (item i's noise from fold_in(seed, i))."""
+    _check_speed(speed)
+    sid = self.speaker_id(style)
+    hop = self.config.decoder.hop_length
+    base_key = jax.random.key(seed)
+    outputs: list[np.ndarray | None] = [None] * len(sequences)
+    plan = batching.plan_batches([len(s) for s in sequences], self.max_batch, minimum=16)
+    for bucket, items in plan:
+      size = batching.bucket_batch(len(items), self.max_batch, self.n_devices)
+      idx = items + [items[0]] * (size - len(items))
+      ids = np.zeros((size, bucket), np.int32)
+      lengths = np.zeros(size, np.int32)
+      for row, i in enumerate(idx):
+        ids[row, :len(sequences[i])] = sequences[i]
+        lengths[row] = len(sequences[i])
+      put = lambda x: sharding.shard_batch(x, self.mesh)
+      keys = put(jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(idx)))
+      sids = put(np.full(size, sid, np.int32))
+      stage1 = tts_model.predict_durations(
+          self.params, put(ids), put(lengths), sids, keys, jnp.float32(noise_scale_w),
+          jnp.float32(sdp_ratio), jnp.float32(1.0 / speed), config=self.config)
+      y_lengths = np.asarray(stage1[1])
+      frames = batching.bucket_frames(int(y_lengths.max()))
+      audio = np.asarray(tts_model.synthesize(
+          self.params, *stage1, sids, keys, jnp.float32(noise_scale), frames=frames,
+          config=self.config))
+      for row, i in enumerate(items):
+        outputs[i] = audio[row, :y_lengths[row] * hop]
+    return outputs
+
+  def synthesize(self, texts, speaker: str = "default", language: str | None = None,
+                 speed: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.6,
+                 sdp_ratio: float = 0.2, seed: int = 0):
+    """One text or a list -> waveform(s) at the model's rate; every sentence piece of every text
+    is synthesised in one bucketed batch stream."""
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    pieces = [self.text_to_pieces(t, language) for t in texts]
+    flat = [p for ps in pieces for p in ps]
+    waves = self.infer_ids(flat, speaker, speed, noise_scale, noise_scale_w, sdp_ratio, seed)
+    out, start = [], 0
+    for ps in pieces:
+      out.append(join_pieces(waves[start:start + len(ps)], self.sampling_rate, speed))
+      start += len(ps)
+    return out[0] if single else out
+
+  def tts(self, text: str, output_path=None, speaker: str = "default", language=None,
+          speed: float = 1.0, **kwargs):
+    """OpenVoice's `BaseSpeakerTTS.tts`; writes a float32 WAV when output_path is given."""
+    audio = self.synthesize(text, speaker, language, speed, **kwargs)
+    if output_path is not None:
+      write_wav(output_path, audio, self.sampling_rate)
+    return audio
+
+  def tone_color_file(self, style: str, language: str | None = None) -> Path | None:
+    """The base folder's embedding for a style: OpenVoice v1 ships `en_default_se.pth` (style
+    "default"), `en_style_se.pth` (every other style) and `zh_default_se.pth`."""
+    if self.path is None:
+      return None
+    files = sorted(self.path.glob("*_se.pth")) + sorted(self.path.glob("*_se.npy"))
+    if not files:
+      return None
+    wanted = "default" if style == "default" else "style"
+    for f in files:
+      if f.stem.endswith(f"_{wanted}_se"):
+        return f
+    return files[0] if len(files) == 1 else None
+
+  def source_se(self, style: str) -> np.ndarray | None:
+    f = self.tone_color_file(style)
+    return None if f is None else load_tone_color(f, self.config.decoder.gin_channels)
+
+
+class EspeakSpeaker:
+  """espeak-ng as a base speaker: no weights, every language espeak-ng speaks. Its tone colour is
+  extracted from its own output, so the converter can move it to any reference voice."""
+
+  sampling_rate = 22050
+
+  def __init__(self, voice: str = "en-us"):
+    if shutil.which("espeak-ng") is None:
+      raise OvjaxError("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)")
+    self.voice = voice
+    from ovjax.text import espeak
+    if voice not in espeak.espeak_languages() and voice not in espeak.LANGUAGE_ALIASES:
+      raise TextError(f"espeak-ng has no voice {voice!r}")
+    self.voice = espeak.LANGUAGE_ALIASES.get(voice, voice)
+
+  def synthesize(self, texts, speed: float = 1.0, **_):
+    single = isinstance(texts, str)
+    out = [self._speak(t, speed) for t in ([texts] if single else texts)]
+    return out[0] if single else out
+
+  def _speak(self, text: str, speed: float) -> np.ndarray:
+    import soundfile as sf
+    import librosa
+    _check_speed(speed)
+    if not isinstance(text, str) or not text.strip():
+      raise TextError("empty text: nothing to speak")
+    # 175 words per minute is espeak-ng's own default rate.
+    cmd = ["espeak-ng", "-v", self.voice, "-s", str(int(round(175 * speed))), "--stdout"]
+    result = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
+    if result.returncode != 0 or not result.stdout:
+      msg = result.stderr.decode("utf-8", "replace").strip().splitlines()
+      raise TextError(f"espeak-ng failed: {msg[0] if msg else 'no audio'}")
+    audio, sr = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    audio = librosa.resample(audio, orig_sr=sr, target_sr=self.sampling_rate, res_type="soxr_hq")
+    if np.max(np.abs(audio), initial=0.0) < 1e-4:
+      raise TextError(f"nothing speakable in {text[:40]!r}")
+    return audio.astype(np.float32)
