@@ -6,12 +6,15 @@ the cheap up-front checks that let a bad invocation fail before seconds of model
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
-from ovjax.errors import AudioError, CheckpointError, OvjaxError
+from ovjax.errors import AudioError, CheckpointError, OvjaxError, TextError
 
 
 class Progress:
@@ -86,3 +89,127 @@ def add_checkpoint_arg(parser) -> None:
 
 def plural(n: int, word: str) -> str:
   return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# -- numeric options -------------------------------------------------------------------------------
+# Range checks live in the argparse types, like `convert --tau`: a bad number is a usage error
+# (exit 2), caught before anything loads.
+
+
+def number_type(low: float, high: float = float("inf"), low_open: bool = False):
+  """An argparse type: a finite float in [low, high] (or (low, high] when low_open)."""
+
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+      lower = f"> {low:g}" if low_open else f">= {low:g}"
+      bound = f"a finite number {lower}" + ("" if math.isinf(high) else f" and <= {high:g}")
+      raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+    return value
+
+  parse.__name__ = "number"  # argparse names the type in "invalid number value" messages.
+  return parse
+
+
+# -- text-to-speech options (tts and clone) --------------------------------------------------------
+
+
+def add_text_args(parser) -> None:
+  text = parser.add_mutually_exclusive_group(required=True)
+  text.add_argument("--text", metavar="TEXT", help="the text to speak")
+  text.add_argument("--text-file", metavar="PATH", help="read the text from a UTF-8 file")
+
+
+def add_tts_args(parser, espeak_note: str = "") -> None:
+  """The base speaker's options, with the reference's defaults."""
+  parser.add_argument("--language", metavar="LANG",
+                      help="English or Chinese for the official (cjke) models, an espeak-ng "
+                           "language for espeak models (default: the model's, English for the "
+                           f"official ones){espeak_note}")
+  parser.add_argument("--style", metavar="NAME",
+                      help="speaking style of the base speaker, e.g. default, whispering, "
+                           "cheerful, sad (default: 'default')")
+  parser.add_argument("--speed", type=number_type(0, low_open=True), default=1.0,
+                      help="speaking rate, > 0 (default: 1.0)")
+  parser.add_argument("--noise-scale", type=number_type(0), default=0.667,
+                      help="prior sampling noise, 0 = deterministic (default: 0.667)")
+  parser.add_argument("--noise-scale-w", type=number_type(0), default=0.6,
+                      help="duration sampling noise, 0 = deterministic (default: 0.6)")
+  parser.add_argument("--sdp-ratio", type=number_type(0, 1), default=0.2,
+                      help="weight of the stochastic duration predictor, in [0, 1] "
+                           "(default: 0.2)")
+  parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+
+
+def tts_options(args) -> dict:
+  """The `BaseSpeakerTTS.synthesize` keyword options given on the command line."""
+  return dict(noise_scale=args.noise_scale, noise_scale_w=args.noise_scale_w,
+              sdp_ratio=args.sdp_ratio, seed=args.seed)
+
+
+def read_text(args) -> str:
+  """--text, or the contents of --text-file; refuses empty text before any model loads."""
+  if args.text is not None:
+    text, where = args.text, "--text"
+  else:
+    path = Path(args.text_file)
+    where = f"--text-file {path}"
+    if not path.exists():
+      raise OvjaxError(f"{where}: no such file")
+    if not path.is_file():
+      raise OvjaxError(f"{where}: not a file")
+    try:
+      text = path.read_bytes().decode("utf-8-sig")  # -sig: drop a BOM Windows editors add.
+    except UnicodeDecodeError as e:
+      raise TextError(f"{where}: not UTF-8 text (invalid byte at offset {e.start})")
+    except OSError as e:
+      raise OvjaxError(f"{where}: cannot read ({e.strerror or type(e).__name__})")
+  if not text.strip():
+    raise TextError(f"{where}: empty text, nothing to speak")
+  return text
+
+
+def load_base_tts(path, progress: Progress, flag: str):
+  """A base speaker TTS folder (official or imported) as a `BaseSpeakerTTS`.
+
+  A converter folder in its place is refused by name, before its weights load.
+  """
+  progress(f"loading base speaker {path}")
+  from ovjax.api import BaseSpeakerTTS  # Deferred: imports JAX (seconds).
+  from ovjax.checkpoint.store import checkpoint_kind
+  with _naming(path, flag):
+    if checkpoint_kind(path) != "base_tts":
+      raise CheckpointError(f"{path}: a tone-colour converter folder, not a base speaker TTS "
+                            "(use it as `clone --converter`)")
+    return BaseSpeakerTTS.from_pretrained(path)
+
+
+def load_converter_folder(path, progress: Progress, flag: str):
+  """Like `load_converter`, for a flag other than --checkpoint; refuses base TTS folders by name."""
+  progress(f"loading converter {path}")
+  from ovjax.api import ToneColorConverter  # Deferred: imports JAX (seconds).
+  from ovjax.checkpoint.store import checkpoint_kind
+  with _naming(path, flag):
+    if checkpoint_kind(path) != "converter":
+      raise CheckpointError(f"{path}: a base speaker TTS folder, not a tone-colour converter "
+                            "(use it as `clone --base`)")
+    return ToneColorConverter.from_pretrained(path)
+
+
+@contextlib.contextmanager
+def _naming(path, flag: str):
+  """Prefix checkpoint errors with the flag, and name the folder in config errors.
+
+  `clone` loads two folders, and the library's config errors ("config: ...") do not say which.
+  """
+  try:
+    yield
+  except CheckpointError as e:
+    message = str(e)
+    if message.startswith("config:"):
+      message = f"{Path(path) / 'config.json'}:{message[len('config:'):]}"
+    raise CheckpointError(f"{flag} {message}") from None

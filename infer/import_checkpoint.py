@@ -1,4 +1,5 @@
-"""`ovjax import-checkpoint`: official OpenVoice converter folder -> imported ovjax folder."""
+"""`ovjax import-checkpoint`: official OpenVoice folder (converter or base speaker TTS) -> imported
+ovjax folder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,12 +13,14 @@ _WEIGHTS = "checkpoint.pth"
 def register(subparsers, parents=()) -> None:
   p = subparsers.add_parser(
       "import-checkpoint", parents=list(parents),
-      help="official converter folder -> ovjax (Orbax) folder",
-      description="Convert an official OpenVoice converter folder (config.json + checkpoint.pth) "
-                  "into an ovjax folder (config.json + Orbax params), checking every tensor. "
-                  "Other .pth files in it (tone-colour embeddings such as en_default_se.pth) "
-                  "are copied along. The destination must not exist or be empty.")
-  p.add_argument("src", metavar="SRC_DIR", help="official converter folder")
+      help="official converter or base speaker folder -> ovjax (Orbax) folder",
+      description="Convert an official OpenVoice folder (config.json + checkpoint.pth), a "
+                  "tone-colour converter or a base speaker TTS (config.json says which), into an "
+                  "ovjax folder (config.json + Orbax params), checking every tensor. Other .pth "
+                  "files in it and *_se.npy files (tone-colour embeddings such as "
+                  "en_default_se.pth) are copied along. The destination must not exist or be "
+                  "empty.")
+  p.add_argument("src", metavar="SRC_DIR", help="official converter or base speaker folder")
   p.add_argument("dst", metavar="DST_DIR", help="new folder to create")
   p.set_defaults(run=run)
 
@@ -33,15 +36,23 @@ def run(args) -> int:
   infer.check_creatable_parent(dst, "DST_DIR")
 
   progress(f"loading checkpoint {src}")
-  from ovjax.checkpoint.store import load_converter, save_imported  # Deferred: imports JAX.
-  config, params = load_converter(src)
-  # Tone-colour embeddings shipped beside the weights (official base folders hold *_se.pth).
-  extra = sorted(f for f in src.glob("*.pth") if f.name != _WEIGHTS and f.is_file())
+  # Deferred: imports JAX.
+  from ovjax.checkpoint.store import checkpoint_kind, load_checkpoint, save_imported
+  kind = checkpoint_kind(src)  # From config.json: n_speakers > 0 is a base speaker TTS.
+  config, params = load_checkpoint(src, kind)
+  # Tone-colour embeddings shipped beside the weights (official base folders hold *_se.pth;
+  # `BaseSpeakerTTS` also finds *_se.npy).
+  extra = sorted(f for f in set(src.glob("*.pth")) | set(src.glob("*_se.npy"))
+                 if f.name != _WEIGHTS and f.is_file())
   progress(f"writing {dst}")
   save_imported(dst, config, params, extra_files=extra)
 
   leaves = _leaves(params)
-  summary = (f"imported {src} -> {dst}: {config.version} converter, {len(leaves)} tensors, "
+  if kind == "converter":
+    model = f"{config.version} converter"
+  else:
+    model = f"base speaker TTS ({infer.plural(len(config.speaker_ids), 'style')})"
+  summary = (f"imported {src} -> {dst}: {model}, {len(leaves)} tensors, "
              f"{sum(a.size for a in leaves):,} parameters")
   if extra:
     names = ", ".join(f.name for f in extra)

@@ -1,4 +1,4 @@
-"""The `ovjax` command line: extract-se, convert, import-checkpoint.
+"""The `ovjax` command line: extract-se, convert, tts, clone, import-checkpoint.
 
 Exit codes: 0 success; 1 bad input (an `OvjaxError`, reported as one line); 2 usage error
 (argparse); 3 internal error (a bug: one line, or a traceback with OVJAX_DEBUG=1); 130 interrupted.
@@ -9,6 +9,12 @@ import os
 
 # Before anything can import JAX: keep XLA/TSL's C++ logging off the user's terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Compiled programs persist across runs (a full-size converter bucket takes seconds to compile):
+# the second `ovjax convert` of a similar length starts at once. OVJAX_CACHE_DIR="" disables it.
+_cache = os.environ.get("OVJAX_CACHE_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "ovjax", "xla"))
+if _cache:
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -17,15 +23,16 @@ import ovjax  # noqa: E402  (just __version__: no JAX)
 from ovjax.errors import OvjaxError  # noqa: E402
 
 # Only argument definitions are imported here; each command imports JAX inside its `run`.
-from infer import convert, extract_se, import_checkpoint  # noqa: E402
+from infer import clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
 
 PROG = "ovjax"
-_COMMANDS = (extract_se, convert, import_checkpoint)
+_COMMANDS = (extract_se, convert, tts, clone, import_checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog=PROG, description="OpenVoice instant voice cloning (tone-colour conversion) in JAX.",
+      prog=PROG, description="OpenVoice instant voice cloning (base speaker TTS and tone-colour "
+                               "conversion) in JAX.",
       epilog="Exit codes: 0 ok, 1 bad input, 2 usage, 3 internal error (set OVJAX_DEBUG=1 for "
              "its traceback), 130 interrupted.")
   parser.add_argument("--version", action="version", version=f"{PROG} {ovjax.__version__}")

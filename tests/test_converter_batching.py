@@ -45,7 +45,7 @@ def test_batched_conversion_equals_one_by_one(tcc, waves, tau):
   # One by one with the same per-item key (fold_in(seed, i)): call the jitted function directly.
   for i, w in enumerate(waves):
     frames = batching.bucket_frames(len(w) // 256)
-    audio, lengths = batching.pad_batch([w], frames * 256 + 256, 1)
+    audio, lengths = batching.pad_batch([w], cv.input_width(frames, tcc.config), 1)
     key = jax.random.fold_in(jax.random.key(5), i)[None]
     out, n = cv.convert_audio(tcc.params, jnp.asarray(audio), jnp.asarray(lengths),
                               jnp.asarray(src[i])[None], jnp.asarray(tgt[i])[None], tau, key,
@@ -59,7 +59,7 @@ def test_padding_without_masks_would_leak(tcc, waves):
   w = waves[0][:40 * 256 + 100]
   outs = []
   for frames in (64, 192):
-    audio, lengths = batching.pad_batch([w], frames * 256 + 256, 1)
+    audio, lengths = batching.pad_batch([w], cv.input_width(frames, tcc.config), 1)
     out, n = cv.convert_audio(tcc.params, jnp.asarray(audio), jnp.asarray(lengths),
                               jnp.zeros((1, tcc.config.gin_channels)) + 0.1,
                               jnp.zeros((1, tcc.config.gin_channels)) - 0.1, 0.0,

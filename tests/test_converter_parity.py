@@ -43,7 +43,7 @@ def test_config_version(converters):
 def test_spectrogram(case, which):
   config, _, golden = case
   audio = golden[f"{which}_audio"]
-  padded = np.zeros((1, (len(audio) // 256) * 256 + 256), np.float32)
+  padded = np.zeros((1, cv.input_width(len(audio) // 256, config)), np.float32)
   padded[0, :len(audio)] = audio
   spec, frames = cv.audio_to_spec(jnp.asarray(padded), jnp.array([len(audio)]), config)
   assert int(frames[0]) == golden[f"{which}_spec"].shape[1] == len(audio) // 256
@@ -127,7 +127,7 @@ def test_end_to_end_from_audio(case):
   config, params, golden = case
   params = fold_weight_norm(params)
   audio = golden["src_audio"]
-  padded = np.zeros((1, (len(audio) // 256 + 1) * 256), np.float32)
+  padded = np.zeros((1, cv.input_width(len(audio) // 256, config)), np.float32)
   padded[0, :len(audio)] = audio
   out, out_len = cv.convert_audio(params, jnp.asarray(padded), jnp.array([len(audio)]),
                                   se_of(golden, "src"), se_of(golden, "tgt"), 0.0,

@@ -36,7 +36,9 @@ def clone(converter: ToneColorConverter, base: BaseSpeakerTTS | EspeakSpeaker, r
   source_se = base.source_se(speaker) if isinstance(base, BaseSpeakerTTS) else None
   if source_se is None:
     progress("extracting the base speaker's tone colour")
-    source_se = converter.extract_se(list(waves), use_vad=use_vad)
+    # The base speaker's output is clean synthetic speech: embed it whole (a VAD adds nothing and
+    # can miss unusual synthetic voices).
+    source_se = converter.extract_se(list(waves), use_vad=False)
   progress("converting")
   out = converter.convert(list(waves), source_se, target_se, tau=tau, seed=seed)
   return out[0] if single else out

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, sharding
+from ovjax import batching, chunking, sharding
 from ovjax.audio.io import check_not_silent, load_audio, write_wav
 from ovjax.audio.vad import embedding_segments
 from ovjax.checkpoint.store import load_converter, load_tone_color
@@ -30,13 +30,16 @@ MIN_SAMPLES = 1024  # Reflect padding needs > 384 samples; under ~50 ms there is
 class ToneColorConverter:
   """Moves speech into a reference speaker's tone colour (OpenVoice's converter, v1 or v2)."""
 
-  def __init__(self, config: ConverterConfig, params, max_batch: int = 8, devices=None):
+  def __init__(self, config: ConverterConfig, params, max_batch: int = 8, devices=None,
+               max_frames: int = 1536):
     self.config = config
+    # Longer inputs are converted in pieces of at most this many frames (bounded memory).
+    self.max_frames = max_frames
     self.mesh = sharding.data_mesh(devices)
     self.n_devices = self.mesh.devices.size
     self.max_batch = max(max_batch, self.n_devices)
     # Weight norm is folded once here, not on every call.
-    self.params = sharding.replicate(fold_weight_norm(jax.tree.map(jnp.asarray, params)), self.mesh)
+    self.params = sharding.replicate(fold_weight_norm(jax.tree.map(np.asarray, params)), self.mesh)
 
   @classmethod
   def from_pretrained(cls, path, **kwargs) -> "ToneColorConverter":
@@ -72,23 +75,31 @@ class ToneColorConverter:
                        f"need at least {MIN_SAMPLES})")
     return audio
 
-  def _batches(self, waves: Sequence[np.ndarray]):
-    """Yield (item indices, padded audio, lengths) in bucketed, device-sharded batches."""
-    hop = self.config.hop_length
-    frames = [len(w) // hop for w in waves]
-    for bucket, items in batching.plan_batches(frames, self.max_batch):
-      size = batching.bucket_batch(len(items), self.max_batch, self.n_devices)
-      audio, lengths = batching.pad_batch([waves[i] for i in items], bucket * hop + hop, size)
-      yield items, sharding.shard_batch(audio, self.mesh), sharding.shard_batch(lengths, self.mesh)
+  def _batches(self, waves: Sequence[np.ndarray], pieces: Sequence[chunking.Piece] | None = None):
+    """Yield (pieces, padded audio, lengths, offsets, start frames) in bucketed, device-sharded
+    batches. Without `pieces`, each waveform is one whole piece."""
+    hop, n_fft = self.config.hop_length, self.config.filter_length
+    if pieces is None:
+      pieces = [chunking.Piece(i, 0, len(w) // hop, 0, len(w) // hop) for i, w in enumerate(waves)]
+    put = lambda x: sharding.shard_batch(x, self.mesh)
+    for bucket, idx in batching.plan_batches([p.frames for p in pieces], self.max_batch):
+      size = batching.bucket_batch(len(idx), self.max_batch, self.n_devices)
+      rows = [pieces[i] for i in idx] + [pieces[idx[0]]] * (size - len(idx))
+      cut = [chunking.piece_samples(waves[p.item], p, hop, n_fft) for p in rows]
+      audio, _ = batching.pad_batch([c[0] for c in cut], converter_model.input_width(bucket, self.config), size)
+      lengths = np.array([len(waves[p.item]) for p in rows], np.int32)
+      offsets = np.array([c[1] for c in cut], np.int32)
+      starts = np.array([p.start for p in rows], np.int32)
+      yield rows[:len(idx)], put(audio), put(lengths), put(offsets), put(starts)
 
   # -- tone colour -----------------------------------------------------------------------------
 
   def embed(self, waves: Sequence[np.ndarray]) -> np.ndarray:
     """One embedding per waveform: [len(waves), gin]."""
     out = np.zeros((len(waves), self.config.gin_channels), np.float32)
-    for items, audio, lengths in self._batches(waves):
+    for pieces, audio, lengths, _, _ in self._batches(waves):
       se = converter_model.extract_se(self.params, audio, lengths, config=self.config)
-      out[items] = np.asarray(se)[:len(items)]
+      out[[p.item for p in pieces]] = np.asarray(se)[:len(pieces)]
     return out
 
   def extract_se(self, ref_wav_list, use_vad: bool = True, se_save_path=None) -> np.ndarray:
@@ -131,7 +142,9 @@ class ToneColorConverter:
 
     src_se / tgt_se: one embedding for all inputs, or a list with one per input. Item i's noise
     comes from fold_in(key(seed), i), so a list gives each item what converting it alone with
-    that key gives. Returns a waveform (or a list); writes WAVs if output_path (or a list) given.
+    that key gives. Inputs longer than max_frames are converted in overlapping pieces (see
+    `ovjax.chunking`), so memory stays bounded for hour-long inputs.
+    Returns a waveform (or a list); writes WAVs if output_path (or a list) given.
     """
     single = not isinstance(audio_src_path, (list, tuple))
     sources = [audio_src_path] if single else list(audio_src_path)
@@ -139,19 +152,23 @@ class ToneColorConverter:
              for i, s in enumerate(sources)]
     src = self._per_item(src_se, len(waves), "src_se")
     tgt = self._per_item(tgt_se, len(waves), "tgt_se")
-    base_key = jax.random.key(seed)
-    outputs: list[np.ndarray | None] = [None] * len(waves)
-    for items, audio, lengths in self._batches(waves):
+    hop = self.config.hop_length
+    pieces = [p for i, w in enumerate(waves)
+              for p in chunking.plan_pieces(i, len(w) // hop, self.max_frames)]
+    outputs = [chunking.Assembler(len(w) // hop, hop) for w in waves]
+    item_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(
+        jnp.arange(len(waves)))
+    for rows, audio, lengths, offsets, starts in self._batches(waves, pieces):
       size = audio.shape[0]
-      idx = items + [items[0]] * (size - len(items))
-      keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(idx))
-      out, out_lengths = converter_model.convert_audio(
-          self.params, audio, lengths, sharding.shard_batch(src[idx], self.mesh),
-          sharding.shard_batch(tgt[idx], self.mesh), jnp.float32(tau),
-          sharding.shard_batch(keys, self.mesh), config=self.config)
-      out, out_lengths = np.asarray(out), np.asarray(out_lengths)
-      for row, i in enumerate(items):
-        outputs[i] = out[row, :out_lengths[row]]
+      items = [p.item for p in rows] + [rows[0].item] * (size - len(rows))
+      put = lambda x: sharding.shard_batch(x, self.mesh)
+      out, _ = converter_model.convert_audio(
+          self.params, audio, lengths, put(src[items]), put(tgt[items]), jnp.float32(tau),
+          put(item_keys[np.asarray(items)]), offsets, starts, config=self.config)
+      out = np.asarray(out)
+      for row, piece in enumerate(rows):
+        outputs[piece.item].add(piece, out[row])
+    outputs = [o.result() for o in outputs]
     if output_path is not None:
       paths = [output_path] if single else list(output_path)
       if len(paths) != len(outputs):

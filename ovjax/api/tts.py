@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import warnings
 import subprocess
 from pathlib import Path
 from typing import Sequence
@@ -46,7 +47,7 @@ class BaseSpeakerTTS:
     self.mesh = sharding.data_mesh(devices)
     self.n_devices = self.mesh.devices.size
     self.max_batch = max(max_batch, self.n_devices)
-    self.params = sharding.replicate(fold_weight_norm(jax.tree.map(jnp.asarray, params)), self.mesh)
+    self.params = sharding.replicate(fold_weight_norm(jax.tree.map(np.asarray, params)), self.mesh)
 
   @classmethod
   def from_pretrained(cls, path, **kwargs) -> "BaseSpeakerTTS":
@@ -74,6 +75,8 @@ class BaseSpeakerTTS:
   def text_to_pieces(self, text: str, language: str | None = None) -> list[list[int]]:
     """Text -> the id sequences of its sentence pieces (the reference's splitting)."""
     language = language or self.default_language
+    if self.config.frontend == "cjke":
+      text_frontend.cjke_mark(language)  # A wrong language is its own error, not "unspeakable".
     pieces = text_frontend.split_sentences(text, language)
     out = []
     for piece in pieces:
@@ -171,7 +174,7 @@ class EspeakSpeaker:
   def __init__(self, voice: str = "en-us"):
     if shutil.which("espeak-ng") is None:
       raise OvjaxError("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)")
-    self.voice = voice
+    voice = voice.strip().lower()
     from ovjax.text import espeak
     if voice not in espeak.espeak_languages() and voice not in espeak.LANGUAGE_ALIASES:
       raise TextError(f"espeak-ng has no voice {voice!r}")
@@ -188,6 +191,10 @@ class EspeakSpeaker:
     _check_speed(speed)
     if not isinstance(text, str) or not text.strip():
       raise TextError("empty text: nothing to speak")
+    # espeak-ng would read punctuation-only text by name ("ellipsis"); refuse it like the TTS.
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      text_frontend.text_to_sequence(text, self.voice, frontend="espeak")
     # 175 words per minute is espeak-ng's own default rate.
     cmd = ["espeak-ng", "-v", self.voice, "-s", str(int(round(175 * speed))), "--stdout"]
     result = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)

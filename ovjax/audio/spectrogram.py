@@ -19,21 +19,27 @@ def hann_window(win_length: int) -> np.ndarray:
 
 
 def linear_spectrogram(audio: jax.Array, lengths: jax.Array, n_fft: int = 1024,
-                       hop_length: int = 256, win_length: int = 1024, frames: int | None = None):
+                       hop_length: int = 256, win_length: int = 1024, frames: int | None = None,
+                       offsets: jax.Array | None = None, start_frames: jax.Array | None = None):
   """audio [B, N] (zero-padded), lengths [B] in samples -> (spec [B, frames, n_fft//2 + 1],
   frame lengths [B]); frames defaults to N // hop. Frames past an item's own length are zero.
 
-  An item's last frame reads up to 383 samples past its last full hop (reflected at its end), so
-  a batch padded to F frames should carry F * hop + hop samples."""
+  A long item can be processed in pieces: row b then holds the item's samples from offsets[b] on
+  (lengths[b] is still the whole item's length, which the reflection at its end needs), and its
+  frames start at frame start_frames[b]. A piece of F frames starting at frame s reads samples
+  s*hop - (n_fft-hop)/2 to (s+F)*hop + (n_fft+hop)/2 - 1 (clipped to the item)."""
   batch, n = audio.shape
   frames = n // hop_length if frames is None else frames
+  offsets = jnp.zeros(batch, jnp.int32) if offsets is None else offsets
+  start_frames = jnp.zeros(batch, jnp.int32) if start_frames is None else start_frames
   pad = (n_fft - hop_length) // 2
-  # Sample index each window position reads, reflected at the item's own edges.
-  pos = (jnp.arange(frames)[:, None] * hop_length + jnp.arange(n_fft)[None, :] - pad)[None]
+  # Sample index (in the whole item) each window position reads, reflected at the item's edges.
+  frame_index = start_frames[:, None, None] + jnp.arange(frames)[None, :, None]
+  pos = frame_index * hop_length + jnp.arange(n_fft)[None, None, :] - pad
   last = (lengths - 1)[:, None, None]
   pos = jnp.abs(pos)
   pos = jnp.where(pos > last, 2 * last - pos, pos)
-  pos = jnp.clip(pos, 0, n - 1)
+  pos = jnp.clip(pos - offsets[:, None, None], 0, n - 1)
   windows = jnp.take_along_axis(audio[:, None, :], pos.reshape(batch, 1, -1), axis=2)
   windows = windows.reshape(batch, frames, n_fft)
   window = np.zeros(n_fft, np.float32)
@@ -41,6 +47,6 @@ def linear_spectrogram(audio: jax.Array, lengths: jax.Array, n_fft: int = 1024,
   window[offset:offset + win_length] = hann_window(win_length)
   spectrum = jnp.fft.rfft(windows * window, axis=-1)
   magnitude = jnp.sqrt(jnp.real(spectrum)**2 + jnp.imag(spectrum)**2 + 1e-6)
-  frame_lengths = lengths // hop_length
+  frame_lengths = jnp.clip(lengths // hop_length - start_frames, 0, frames)
   valid = jnp.arange(frames)[None, :] < frame_lengths[:, None]
   return magnitude * valid[..., None], frame_lengths

@@ -58,7 +58,10 @@ def load_checkpoint(path, kind: str):
   """Config and parameters (training layout, float32 numpy) of a `kind` checkpoint folder."""
   path = _folder(path)
   parse, table, param_shapes = _kinds()[kind]
-  config = parse(read_json(path / "config.json"))
+  try:
+    config = parse(read_json(path / "config.json"))
+  except CheckpointError as e:
+    raise CheckpointError(f"{path / 'config.json'}: {str(e).removeprefix('config: ')}") from None
   shapes = expected_shapes(param_shapes(config))
   if is_imported(path):
     meta = read_json(path / MARKER)

@@ -21,9 +21,11 @@ default_kernel_init = nn.initializers.lecun_normal()
 
 def weight_norm_kernel(v: jax.Array, g: jax.Array) -> jax.Array:
   """g * v / ||v||. g is broadcastable to v (PyTorch keeps it as [O, 1, 1]); the norm is taken over
-  every axis where g has size 1, so the parameter tree itself says how to fold it."""
+  every axis where g has size 1, so the parameter tree itself says how to fold it.
+  NumPy in, NumPy out (folding at load time needs no compilation)."""
+  xp = np if isinstance(v, np.ndarray) and isinstance(g, np.ndarray) else jnp
   axes = tuple(a for a in range(v.ndim) if g.shape[a] == 1)
-  return v * (g / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True)))
+  return v * (g / xp.sqrt(xp.sum(xp.square(v), axis=axes, keepdims=True)))
 
 
 def _kernel(module: nn.Module, shape, weight_norm: bool, g_axis: int, kernel_init):

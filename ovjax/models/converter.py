@@ -80,32 +80,57 @@ def param_shapes(config: ConverterConfig):
   return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
 
 
-def audio_to_spec(audio, lengths, config: ConverterConfig):
-  """Waveforms [B, F * hop + hop] -> spectrograms of F frames (see `linear_spectrogram`)."""
-  frames = audio.shape[1] // config.hop_length - 1
+NOISE_BLOCK = 32  # Frames per noise block; pieces of long inputs start on block boundaries.
+
+
+def input_width(frames: int, config: ConverterConfig) -> int:
+  """Samples a row must hold to yield `frames` frames (the last window reaches past the hop)."""
+  return frames * config.hop_length + config.filter_length
+
+
+def audio_to_spec(audio, lengths, config: ConverterConfig, offsets=None, start_frames=None):
+  """Waveforms [B, F * hop + n_fft] -> spectrograms of F frames (see `linear_spectrogram`)."""
+  frames = (audio.shape[1] - config.filter_length) // config.hop_length
   return linear_spectrogram(audio, lengths, config.filter_length, config.hop_length,
-                            config.win_length, frames=max(frames, 1))
+                            config.win_length, frames=frames, offsets=offsets,
+                            start_frames=start_frames)
+
+
+def frame_noise(key, start_frame, frames: int, channels: int, dtype=jnp.float32):
+  """N(0, 1) noise [frames, channels] for frames start_frame... of an item, a function of the
+  absolute frame index (block b of NOISE_BLOCK frames comes from fold_in(key, b)): an item gets
+  the same noise whether converted whole, padded into a longer bucket, or in pieces."""
+  n_blocks = -(-frames // NOISE_BLOCK)
+  blocks = start_frame // NOISE_BLOCK + jnp.arange(n_blocks)
+  noise = jax.vmap(lambda b: jax.random.normal(jax.random.fold_in(key, b),
+                                               (NOISE_BLOCK, channels), dtype))(blocks)
+  return noise.reshape(-1, channels)[:frames]
 
 
 @functools.partial(jax.jit, static_argnames="config")
 def extract_se(params, audio, lengths, *, config: ConverterConfig):
-  """Jitted: waveforms [B, N] (zero-padded), lengths [B] in samples -> embeddings [B, gin]."""
+  """Jitted: waveforms [B, F * hop + n_fft] (zero-padded), lengths [B] in samples ->
+  embeddings [B, gin]."""
   spec, frame_lengths = audio_to_spec(audio, lengths, config)
   return ToneColorConverterModel(config).apply(params, spec, frame_lengths,
                                                method=ToneColorConverterModel.extract_se)
 
 
-def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig):
+def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig,
+            start_frames=None):
   """Convert spectrograms [B, T, F] (frame lengths [B]) from src_se to tgt_se ([B, gin] each).
 
   tau is the posterior sampling temperature (0 = deterministic). key seeds that noise: one key,
-  or one per item ([B] keys), in which case each item's noise depends only on its own key, so a
-  batch gives each item what converting it alone gives.
+  or one per item ([B] keys); item b's noise depends only on its own key and absolute frame
+  index (start_frames[b] + t, multiples of NOISE_BLOCK for pieces of long inputs), so a batch
+  gives each item what converting it alone gives.
   Returns waveforms [B, T * hop]; item b is valid up to lengths[b] * hop.
   """
   batch, frames = spec.shape[:2]
   keys = jax.random.split(key, batch) if key.ndim == 0 else key
-  noise = jax.vmap(lambda k: jax.random.normal(k, (frames, config.inter_channels), spec.dtype))(keys)
+  start_frames = jnp.zeros(batch, jnp.int32) if start_frames is None else start_frames
+  noise = jax.vmap(lambda k, s: frame_noise(k, s, frames, config.inter_channels, spec.dtype))(
+      keys, start_frames)
   audio, *_ = ToneColorConverterModel(config).apply(
       params, spec, lengths, src_se, tgt_se, tau, noise,
       method=ToneColorConverterModel.voice_conversion)
@@ -113,9 +138,15 @@ def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: Converte
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def convert_audio(params, audio, lengths, src_se, tgt_se, tau, key, *, config: ConverterConfig):
-  """Jitted end to end: waveforms [B, F * hop + hop], lengths [B] in samples -> (converted
-  [B, F * hop], output lengths [B] = (lengths // hop) * hop)."""
-  spec, frame_lengths = audio_to_spec(audio, lengths, config)
-  out = convert(params, spec, frame_lengths, src_se, tgt_se, tau, key, config=config)
+def convert_audio(params, audio, lengths, src_se, tgt_se, tau, key, offsets=None,
+                  start_frames=None, *, config: ConverterConfig):
+  """Jitted end to end: waveforms [B, F * hop + n_fft], lengths [B] in samples -> (converted
+  [B, F * hop], valid output samples [B]).
+
+  For a piece of a long item, row b holds the item's samples from offsets[b] on, lengths[b] is
+  the whole item's length and start_frames[b] the piece's first frame (see `linear_spectrogram`).
+  """
+  spec, frame_lengths = audio_to_spec(audio, lengths, config, offsets, start_frames)
+  out = convert(params, spec, frame_lengths, src_se, tgt_se, tau, key, config=config,
+                start_frames=start_frames)
   return out, frame_lengths * config.hop_length

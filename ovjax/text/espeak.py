@@ -20,6 +20,7 @@ Notes on espeak-ng 1.51 (Debian 12):
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 from ovjax.errors import TextError
@@ -136,10 +137,17 @@ def espeak_languages() -> frozenset[str]:
   return frozenset(_require_espeak().supported_languages())
 
 
+# phonemizer logs "language switch" and "words count mismatch" warnings through the root logger,
+# which JAX's absl logging configures: keep them off the user's terminal.
+_QUIET = logging.getLogger("ovjax.phonemizer")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
 @functools.lru_cache(maxsize=1)
 def _cmn_voice_is_broken() -> bool:
   # Broken installs switch to English to read the pinyin of common words (see module doc).
-  backend = _require_espeak()("cmn", language_switch="keep-flags")
+  backend = _require_espeak()("cmn", language_switch="keep-flags", logger=_QUIET)
   return "(en)" in backend.phonemize(["你好"], strip=True)[0]
 
 
@@ -166,7 +174,7 @@ def resolve_language(language: str) -> str:
 def _backend(voice: str):
   # Backends are cached: each one loads (and copies) the espeak-ng library.
   return _require_espeak()(voice, preserve_punctuation=True, with_stress=True,
-                           language_switch="remove-flags")
+                           language_switch="remove-flags", logger=_QUIET)
 
 
 def phonemize(text: str, language: str) -> str:
