@@ -113,12 +113,19 @@ def _typed(name: str, value, default):
   return value
 
 
-def converter_config_from_official(cfg: dict[str, Any]) -> ConverterConfig:
-  """Parse an official converter config.json dict."""
+def _sections(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
   try:
     data, model = cfg["data"], cfg["model"]
   except (KeyError, TypeError):
     raise CheckpointError("config: expected the official layout with 'data' and 'model' sections")
+  if not isinstance(data, dict) or not isinstance(model, dict):
+    raise CheckpointError("config: 'data' and 'model' must be JSON objects")
+  return data, model
+
+
+def converter_config_from_official(cfg: dict[str, Any]) -> ConverterConfig:
+  """Parse an official converter config.json dict."""
+  data, model = _sections(cfg)
   if data.get("n_speakers", 0) != 0:
     raise CheckpointError(f"config: n_speakers is {data.get('n_speakers')}: this is a base "
                           "speaker TTS config, not a tone-colour converter")
@@ -194,10 +201,7 @@ class BaseTTSConfig:
 
 def base_tts_config_from_official(cfg: dict[str, Any]) -> BaseTTSConfig:
   """Parse an official base speaker config.json (with `symbols` and `speakers`)."""
-  try:
-    data, model = cfg["data"], cfg["model"]
-  except (KeyError, TypeError):
-    raise CheckpointError("config: expected the official layout with 'data' and 'model' sections")
+  data, model = _sections(cfg)
   n_speakers = data.get("n_speakers", 0)
   if not isinstance(n_speakers, int) or n_speakers <= 0:
     raise CheckpointError("config: n_speakers is 0: this is a tone-colour converter config, "

@@ -17,11 +17,9 @@ import flax.linen as nn
 
 from ovjax.config import BaseTTSConfig
 from ovjax.layers.duration import DurationPredictor, StochasticDurationPredictor
-from ovjax.layers.flow import ResidualCouplingBlock
-from ovjax.layers.generator import Generator
 from ovjax.layers.masks import sequence_mask
-from ovjax.layers.posterior_encoder import PosteriorEncoder
 from ovjax.layers.text_encoder import TextEncoder
+from ovjax.models.converter import vits_core
 
 
 def item_noise(keys, shape, dtype=jnp.float32):
@@ -50,12 +48,7 @@ class BaseSpeakerTTSModel(nn.Module):
     c, d = self.config, self.config.decoder
     self.enc_p = TextEncoder(c.n_vocab, d.inter_channels, d.hidden_channels, c.filter_channels,
                              c.n_heads, c.n_layers, c.kernel_size, c.p_dropout)
-    self.enc_q = PosteriorEncoder(d.inter_channels, d.hidden_channels, d.posterior_kernel_size, 1,
-                                  d.posterior_layers, d.gin_channels)
-    self.flow = ResidualCouplingBlock(d.inter_channels, d.hidden_channels, d.flow_kernel_size, 1,
-                                      d.flow_layers, d.n_flows, d.gin_channels)
-    self.dec = Generator(d.upsample_initial_channel, d.resblock_kernel_sizes,
-                         d.resblock_dilation_sizes, d.upsample_rates, d.upsample_kernel_sizes)
+    self.enc_q, self.flow, self.dec = vits_core(d)
     # The reference forces the SDP's filter channels to its input width.
     self.sdp = StochasticDurationPredictor(d.hidden_channels, d.hidden_channels, c.sdp_kernel_size,
                                            0.5, c.sdp_n_flows, d.gin_channels)

@@ -21,18 +21,23 @@ from ovjax.layers.posterior_encoder import PosteriorEncoder, sample_posterior
 from ovjax.layers.reference_encoder import ReferenceEncoder
 
 
+def vits_core(c: ConverterConfig):
+  """The posterior encoder, flow and HiFi-GAN decoder that the converter and the base TTS share
+  (unbound modules, to assign in a `setup`)."""
+  return (PosteriorEncoder(c.inter_channels, c.hidden_channels, c.posterior_kernel_size, 1,
+                           c.posterior_layers, c.gin_channels),
+          ResidualCouplingBlock(c.inter_channels, c.hidden_channels, c.flow_kernel_size, 1,
+                                c.flow_layers, c.n_flows, c.gin_channels),
+          Generator(c.upsample_initial_channel, c.resblock_kernel_sizes,
+                    c.resblock_dilation_sizes, c.upsample_rates, c.upsample_kernel_sizes))
+
+
 class ToneColorConverterModel(nn.Module):
   config: ConverterConfig
 
   def setup(self):
-    c = self.config
-    self.enc_q = PosteriorEncoder(c.inter_channels, c.hidden_channels, c.posterior_kernel_size, 1,
-                                  c.posterior_layers, c.gin_channels)
-    self.flow = ResidualCouplingBlock(c.inter_channels, c.hidden_channels, c.flow_kernel_size, 1,
-                                      c.flow_layers, c.n_flows, c.gin_channels)
-    self.dec = Generator(c.upsample_initial_channel, c.resblock_kernel_sizes,
-                         c.resblock_dilation_sizes, c.upsample_rates, c.upsample_kernel_sizes)
-    self.ref_enc = ReferenceEncoder(c.gin_channels)
+    self.enc_q, self.flow, self.dec = vits_core(self.config)
+    self.ref_enc = ReferenceEncoder(self.config.gin_channels)
 
   def __call__(self, spec, lengths, tau, noise, deterministic: bool = True):
     """Self-conversion (embedding from the input itself); touches every parameter (for init)."""
