@@ -23,10 +23,10 @@ import ovjax  # noqa: E402  (just __version__: no JAX)
 from ovjax.errors import OvjaxError  # noqa: E402
 
 # Only argument definitions are imported here; each command imports JAX inside its `run`.
-from infer import clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
+from infer import bench, clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
 
 PROG = "ovjax"
-_COMMANDS = (extract_se, convert, tts, clone, import_checkpoint)
+_COMMANDS = (extract_se, convert, tts, clone, import_checkpoint, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,129 @@
+"""`ovjax bench`: speed, FLOP/s and memory of the full-size models with random weights."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import infer
+from ovjax.errors import OvjaxError
+
+_MODELS = ("converter", "tts")
+# (batch sizes, seconds of audio per item, timed repeats): --quick fits in ~5 minutes on two
+# CPU cores; the full run is long there (batch 32 x 10 s), and minutes on an accelerator.
+_FULL = ((1, 8, 32), 10.0, 5)
+_QUICK = ((1, 8), 4.0, 2)
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+  try:
+    sizes = tuple(int(s) for s in text.split(",") if s.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+  if not sizes or min(sizes) < 1:
+    raise argparse.ArgumentTypeError(f"batch sizes must be integers >= 1, got {text!r}")
+  return sizes
+
+
+def _models(text: str) -> tuple[str, ...]:
+  models = tuple(m.strip() for m in text.split(",") if m.strip())
+  unknown = [m for m in models if m not in _MODELS]
+  if not models or unknown:
+    raise argparse.ArgumentTypeError(f"choose from {', '.join(_MODELS)} (comma-separated), "
+                                     f"got {text!r}")
+  return models
+
+
+def _repeats(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not an integer: {text!r}")
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+  return value
+
+
+def register(subparsers, parents=()) -> None:
+  p = subparsers.add_parser(
+      "bench", parents=list(parents),
+      help="benchmark the converter and base TTS (speed, FLOP/s, memory, bfloat16)",
+      description="Time the full-size converter and base speaker TTS with random weights on "
+                  "every local device: x realtime (seconds of audio per second of compute), "
+                  "compile time per shape bucket, GFLOP/s from XLA's cost analysis against a "
+                  "measured matmul and conv peak, peak memory, and the converter in bfloat16 "
+                  "(speed and SNR against float32). Prints a table; --json writes every number.")
+  p.add_argument("--quick", action="store_true",
+                 help=f"batch sizes {','.join(map(str, _QUICK[0]))}, {_QUICK[1]:g} s of audio, "
+                      f"{_QUICK[2]} repeats (explicit options still win)")
+  p.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
+  p.add_argument("--batch-sizes", type=_batch_sizes, metavar="B,B,...",
+                 help=f"default: {','.join(map(str, _FULL[0]))}")
+  p.add_argument("--seconds", type=infer.number_type(0, low_open=True),
+                 help=f"seconds of audio per converter item (default: {_FULL[1]:g})")
+  p.add_argument("--repeats", type=_repeats,
+                 help=f"timed runs per case, after one warm-up; the median is reported "
+                      f"(default: {_FULL[2]})")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="converter compute dtype of the main rows (default: float32; the TTS "
+                      "always runs in float32)")
+  p.add_argument("--models", type=_models, default=_MODELS, metavar="M,M",
+                 help="converter, tts or both (default: converter,tts)")
+  p.add_argument("--no-bfloat16", action="store_true",
+                 help="skip the converter's bfloat16 row (speed and SNR vs float32 at the "
+                      "smallest batch size)")
+  p.add_argument("--converter-config", metavar="CONFIG.json",
+                 help="official converter config.json to size the model (default: the "
+                      "repository's configs/converter_v2.json)")
+  p.add_argument("--tts-config", metavar="CONFIG.json",
+                 help="official base speaker config.json (default: configs/base_v1_en.json)")
+  p.set_defaults(run=run)
+
+
+def _finite(value):
+  """JSON has no inf/NaN: such numbers (an SNR of identical outputs) become null."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_finite(v) for v in value]
+  return value
+
+
+def run(args) -> int:
+  progress = infer.Progress(args)
+  out = None if args.json is None else infer.check_output_file(args.json, ".json", "--json")
+  for flag, path in (("--converter-config", args.converter_config),
+                     ("--tts-config", args.tts_config)):
+    if path is not None and not Path(path).is_file():
+      raise OvjaxError(f"{flag} {path}: no such file")
+  defaults = _QUICK if args.quick else _FULL
+  batch_sizes = args.batch_sizes or defaults[0]
+  seconds = args.seconds or defaults[1]
+  repeats = args.repeats or defaults[2]
+
+  import jax  # Deferred: imports JAX (seconds); `ovjax --help` stays instant.
+  # Compile times must be real compilations: the CLI's persistent cache would turn a second run
+  # into cache reads. (Effective only before the first compilation, as in a fresh `ovjax bench`.)
+  jax.config.update("jax_enable_compilation_cache", False)
+  from ovjax import benchmark
+  from ovjax.fileio import atomic_output
+
+  progress(f"bench: {', '.join(args.models)}; batch sizes {','.join(map(str, batch_sizes))}; "
+           f"{seconds:g} s of audio per converter item; {repeats} repeats")
+  result = benchmark.run_benchmark(
+      models=args.models, batch_sizes=batch_sizes, seconds=seconds, repeats=repeats,
+      dtype=args.dtype, bfloat16=not args.no_bfloat16, quick=args.quick,
+      converter_config=args.converter_config, tts_config=args.tts_config, progress=progress)
+  if not progress.quiet:
+    print(benchmark.format_table(result), flush=True)
+  if out is not None:
+    with atomic_output(out) as tmp:
+      with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_finite(result), f, indent=2)
+        f.write("\n")
+    progress(f"wrote {out}")
+  progress(f"done in {progress.elapsed:.0f} s")
+  return 0

@@ -1,0 +1,566 @@
+"""Speed, FLOP/s and memory of the inference programs (`ovjax bench`).
+
+Models run at their official sizes with random weights (weight norm folded, as inference uses
+them): the cost of a program depends on shapes, not on weight values. Each case is compiled once
+through `jitted.lower(...).compile()` (so compile time is measured on its own), called once to
+warm up, then timed `repeats` times with `block_until_ready`; medians are reported.
+
+Everything here returns plain dicts (JSON-ready); `format_table` renders them for people.
+
+Notes on the numbers:
+* FLOPs come from XLA's cost analysis of the compiled program: 2 per multiply-add, and a
+  convolution's taps that fall on its zero padding are not counted. For a program split over
+  several devices the analysis describes one device's share, so it is scaled by the device count.
+* x_realtime is seconds of audio produced per second of compute (B * audio seconds / median).
+* The matmul and conv peaks are the fastest of a few runs on one device. On GPUs, float32 dots
+  and convs run at XLA's default precision (TF32 on recent NVIDIA GPUs), for peaks and models
+  alike.
+* Peak RSS is per case where Linux lets the high-water mark be reset (/proc/self/clear_refs),
+  else the process's peak so far (`rss_peak_scope` says which). GPU peaks cannot be reset: they
+  are the process's peak so far.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ovjax import batching, sharding
+from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
+                          converter_config_from_official, read_json)
+from ovjax.errors import OvjaxError
+from ovjax.models import base_tts as tts_model
+from ovjax.models import converter as converter_model
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+FULL_CONVERTER_CONFIG = CONFIG_DIR / "converter_v2.json"
+FULL_TTS_CONFIG = CONFIG_DIR / "base_v1_en.json"
+MODELS = ("converter", "tts")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the quiet "
+        "green forest.")
+
+# The machine's reference kernels: a square f32 matmul, and a conv shaped like the converter
+# decoder's widest dilated resblock conv (kernel 11, dilation 5, 128 channels, ~2.5 s of audio).
+MATMUL_SIZE = 4096
+QUICK_MATMUL_SIZE = 2048
+CONV_SHAPE = (1, 55104, 128)
+CONV_KERNEL = (11, 128, 128)
+CONV_DILATION = 5
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+  pass
+
+
+# -- configs and parameters ------------------------------------------------------------------------
+
+
+def load_config(path, kind: str):
+  """An official config.json -> ConverterConfig ("converter") or BaseTTSConfig ("tts")."""
+  path = Path(path)
+  if not path.is_file():
+    raise OvjaxError(f"{path}: no such config file (the full-size configs live in the "
+                     "repository's configs/ folder)")
+  cfg = read_json(path)
+  return converter_config_from_official(cfg) if kind == "converter" else \
+      base_tts_config_from_official(cfg)
+
+
+def cast_floating(tree, dtype):
+  """Floating-point leaves cast to dtype; integer leaves untouched."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def random_params(config, seed: int = 0):
+  """Random inference parameters (NumPy, weight norm already folded) for a converter or base TTS
+  config, at the scales of the layers' own initialisers.
+
+  Drawn from the parameter shapes in NumPy rather than by `init`: `init` traces and compiles (or
+  dispatches op by op) the whole model, close to a minute even for the small test models on two
+  cores. Kernels are N(0, 1/fan_in) everywhere, including the layers `init` zeroes (the flows'
+  and spline projections), so no flow is an identity, as in a trained model.
+  """
+  model = converter_model if isinstance(config, ConverterConfig) else tts_model
+  rng = np.random.default_rng(seed)
+  return _random_tree(model.param_shapes(config), rng)
+
+
+_ONES = ("gamma", "scale")
+_ZEROS = ("bias", "beta", "m", "logs", "bias_ih", "bias_hh")
+
+
+def _random_tree(shapes, rng):
+  out = {}
+  for name, value in shapes.items():
+    if isinstance(value, Mapping):
+      out[name] = _random_tree(value, rng)
+    elif name != "weight_g":  # A weight-normed pair folds to one kernel shaped like weight_v.
+      out["kernel" if name == "weight_v" else name] = _random_leaf(name, value.shape, rng)
+  return out
+
+
+def _random_leaf(name: str, shape, rng) -> np.ndarray:
+  if name in _ONES:
+    return np.ones(shape, np.float32)
+  if name in _ZEROS:
+    return np.zeros(shape, np.float32)
+  if name == "embedding" or name.startswith("emb_rel"):
+    std = shape[-1]**-0.5  # Both initialisers in the model: N(0, 1/features).
+  else:
+    std = math.prod(shape[:-1] if len(shape) > 1 else shape)**-0.5  # Kernels [..., in, out].
+  return (rng.standard_normal(shape, np.float32) * std).astype(np.float32)
+
+
+def param_bytes(params) -> int:
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params)))
+
+
+# -- measurement helpers ---------------------------------------------------------------------------
+
+
+def flops_of(compiled, n_devices: int = 1) -> float | None:
+  """Total FLOPs of one call of a compiled program, from XLA's cost analysis (None if absent).
+
+  The analysis is a dict in current JAX and a list of per-program dicts in older versions; for a
+  program partitioned over the mesh it counts one device's share."""
+  try:
+    analysis = compiled.cost_analysis()
+  except (NotImplementedError, RuntimeError):
+    return None
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else None
+  if not analysis:
+    return None
+  flops = analysis.get("flops")
+  if flops is None or not math.isfinite(flops) or flops <= 0:
+    return None
+  return float(flops) * n_devices
+
+
+def reset_peak_rss() -> bool:
+  """Reset the kernel's RSS high-water mark (Linux >= 4.0); False where that is not allowed."""
+  try:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def peak_rss_mb() -> float:
+  """Peak resident memory in MiB: VmHWM (resettable) or, failing that, ru_maxrss."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB
+
+
+def device_peak_mb(devices) -> float | None:
+  """Largest `peak_bytes_in_use` over the devices (GPU/TPU), None where not reported (CPU)."""
+  peaks = []
+  for d in devices:
+    try:
+      stats = d.memory_stats()
+    except Exception:  # noqa: BLE001 - some backends raise rather than return None.
+      stats = None
+    if stats and "peak_bytes_in_use" in stats:
+      peaks.append(stats["peak_bytes_in_use"])
+  return max(peaks) / 2**20 if peaks else None
+
+
+class _Memory:
+  """Peak host (and device) memory over a `with` block."""
+
+  def __init__(self, devices):
+    self.devices = devices
+
+  def __enter__(self):
+    self.reset = reset_peak_rss()
+    return self
+
+  def __exit__(self, *exc):
+    self.result = {"peak_rss_mb": peak_rss_mb(),
+                   "rss_peak_scope": "case" if self.reset else "process",
+                   "device_peak_mb": device_peak_mb(self.devices)}
+    return False
+
+
+def _compile(jitted, *args, **static):
+  """(compiled, seconds): tracing + lowering + XLA compilation of one shape bucket."""
+  start = time.perf_counter()
+  compiled = jitted.lower(*args, **static).compile()
+  return compiled, time.perf_counter() - start
+
+
+def _timed(fn: Callable[[], Any], repeats: int):
+  """(last output, first call seconds, [seconds per timed call]); one warm-up call first."""
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn())  # The first run also allocates and touches buffers.
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return out, first, times
+
+
+def _speed(flops, times, audio_seconds: float, batch: int) -> dict:
+  median = statistics.median(times)
+  return {"median_s": median, "min_s": min(times), "times_s": times,
+          "x_realtime": batch * audio_seconds / median, "per_item_seconds": median / batch,
+          "flops": flops, "gflops": None if flops is None else flops / median / 1e9}
+
+
+def snr_db(reference, x) -> float:
+  """10 log10(sum ref^2 / sum (ref - x)^2), in float64."""
+  reference = np.asarray(reference, np.float64)
+  error = np.sum((reference - np.asarray(x, np.float64))**2)
+  return math.inf if error == 0 else 10 * math.log10(np.sum(reference**2) / error)
+
+
+# -- machine peaks ---------------------------------------------------------------------------------
+
+
+def measure_peaks(repeats: int = 5, matmul_size: int = MATMUL_SIZE, progress: Progress = _quiet):
+  """The machine: devices, and measured f32 GFLOP/s of a large matmul and of a dilated conv on
+  the first device, from the fastest of `repeats` runs: a peak is what the hardware can reach,
+  and the fastest run is the one least disturbed by other load."""
+  device = jax.local_devices()[0]
+  rng = np.random.default_rng(0)
+  put = lambda shape: jax.device_put(rng.standard_normal(shape, np.float32), device)
+
+  n = matmul_size
+  a, b = put((n, n)), put((n, n))
+  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  _, _, times = _timed(lambda: matmul(a, b), repeats)
+  matmul_gflops = 2 * n**3 / min(times) / 1e9
+  progress(f"matmul {n}x{n} f32: {matmul_gflops:.1f} GFLOP/s")
+
+  x, k = put(CONV_SHAPE), put(CONV_KERNEL)
+  pad = CONV_DILATION * (CONV_KERNEL[0] - 1) // 2
+  conv_fn = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1,), [(pad, pad)], rhs_dilation=(CONV_DILATION,),
+      dimension_numbers=("NWC", "WIO", "NWC"))
+  conv = jax.jit(conv_fn).lower(x, k).compile()
+  _, _, times = _timed(lambda: conv(x, k), repeats)
+  # Counted like the models' FLOPs (cost analysis: padding taps excluded); nominal as fallback.
+  conv_flops = flops_of(conv) or 2 * math.prod(CONV_SHAPE[:2]) * math.prod(CONV_KERNEL)
+  conv_gflops = conv_flops / min(times) / 1e9
+  progress(f"conv {list(CONV_SHAPE)} * {list(CONV_KERNEL)} dilation {CONV_DILATION} f32: "
+           f"{conv_gflops:.1f} GFLOP/s")
+
+  devices = jax.local_devices()
+  return {
+      "devices": [str(d) for d in devices], "device_count": len(devices),
+      "platform": device.platform, "device_kind": device.device_kind,
+      "cpu_count": os.cpu_count(),
+      "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+      "jax": jax.__version__, "python": platform.python_version(),
+      "matmul_peak_gflops": matmul_gflops, "matmul_size": n,
+      "conv_peak_gflops": conv_gflops,
+      "conv_shape": {"input": list(CONV_SHAPE), "kernel": list(CONV_KERNEL),
+                     "dilation": CONV_DILATION},
+  }
+
+
+# -- converter -------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("config", "dtype"))
+def convert_audio_cast(params, audio, lengths, src_se, tgt_se, tau, keys, *,
+                       config: ConverterConfig, dtype):
+  """`convert_audio` with the network in `dtype` (params must already be cast to it).
+
+  Every layer computes in its input's dtype, so casting the spectrogram (and tau and the
+  embeddings, which would otherwise promote the activations back to f32) moves the whole
+  network. The STFT stays float32: XLA has no bfloat16 FFT, and it is a tiny share of the work.
+  """
+  spec, frame_lengths = converter_model.audio_to_spec(audio, lengths, config)
+  out = converter_model.convert(params, spec.astype(dtype), frame_lengths, src_se.astype(dtype),
+                                tgt_se.astype(dtype), tau.astype(dtype), keys, config=config)
+  return out.astype(jnp.float32), frame_lengths * config.hop_length
+
+
+def converter_inputs(config: ConverterConfig, batch: int, seconds: float, mesh, seed: int = 0):
+  """Device-sharded inputs for `batch` items of `seconds` of noise audio in one frame bucket."""
+  samples = max(int(round(seconds * config.sampling_rate)), config.filter_length)
+  bucket = batching.bucket_frames(samples // config.hop_length)
+  # Batch padded to a multiple of the device count, as the API does; extra rows are wasted work.
+  padded = batching.bucket_batch(batch, batch, mesh.devices.size)
+  rng = np.random.default_rng(seed)
+  waves = [0.1 * rng.standard_normal(samples, np.float32) for _ in range(batch)]
+  audio, lengths = batching.pad_batch(waves, converter_model.input_width(bucket, config), padded)
+  se = 0.1 * rng.standard_normal((2, padded, config.gin_channels), np.float32)
+  keys = jax.random.split(jax.random.key(seed), padded)
+  put = lambda x: sharding.shard_batch(x, mesh)
+  args = (put(audio), put(lengths), put(se[0]), put(se[1]),
+          # tau 0: the mean; the noise is drawn either way (tau is traced), so the work is the
+          # same, and float32 and bfloat16 outputs stay comparable.
+          jnp.float32(0.0), put(keys))
+  return args, {"audio_seconds": samples / config.sampling_rate, "frames": samples //
+                config.hop_length, "bucket_frames": bucket, "padded_batch": padded}
+
+
+def converter_case(config: ConverterConfig, params, batch: int, seconds: float, repeats: int,
+                   dtype: str = "float32", mesh=None, seed: int = 0):
+  """One converter benchmark row, and the valid output audio [batch, samples] (float32 NumPy).
+
+  params: folded float32 parameters (NumPy or device arrays); cast here for other dtypes."""
+  mesh = sharding.data_mesh() if mesh is None else mesh
+  devices = list(mesh.devices.flat)
+  with _Memory(devices) as memory:
+    inputs, info = converter_inputs(config, batch, seconds, mesh, seed)
+    if dtype == "float32":
+      jitted, static = converter_model.convert_audio, {"config": config}
+      params = sharding.replicate(params, mesh)
+    else:
+      jitted, static = convert_audio_cast, {"config": config, "dtype": DTYPES[dtype]}
+      params = sharding.replicate(cast_floating(params, DTYPES[dtype]), mesh)
+    args = (params, *inputs)
+    compiled, compile_s = _compile(jitted, *args, **static)
+    (out, _), first, times = _timed(lambda: compiled(*args), repeats)
+    valid = int(round(info["audio_seconds"] * config.sampling_rate)) // config.hop_length * \
+        config.hop_length
+    out = np.asarray(out[:batch, :valid], np.float32)
+  row = {"model": "converter", "dtype": dtype, "batch": batch, **info,
+         "total_audio_seconds": batch * info["audio_seconds"], "compile_s": compile_s,
+         "first_call_s": first, **_speed(flops_of(compiled, len(devices)), times,
+                                         info["audio_seconds"], batch),
+         "param_mb": param_bytes(params) / 2**20, **memory.result}
+  return row, out
+
+
+def bench_converter(config: ConverterConfig, params, batch_sizes: Sequence[int], seconds: float,
+                    repeats: int, dtype: str = "float32", mesh=None,
+                    progress: Progress = _quiet, keep_outputs: bool = False):
+  """{str(batch): row} (and {batch: output} when keep_outputs) over the batch sizes."""
+  rows, outputs = {}, {}
+  for batch in batch_sizes:
+    progress(f"converter {dtype} batch {batch}: {batch} x {seconds:g} s of audio")
+    row, out = converter_case(config, params, batch, seconds, repeats, dtype, mesh)
+    progress(f"  {_summary(row)}")
+    rows[str(batch)] = row
+    if keep_outputs:
+      outputs[batch] = out
+  return (rows, outputs) if keep_outputs else rows
+
+
+def bench_bfloat16(config: ConverterConfig, params, batch: int, seconds: float, repeats: int,
+                   mesh=None, float32=None, bfloat16=None, progress: Progress = _quiet):
+  """bfloat16 speed and accuracy: the bfloat16 row plus its SNR (dB) against float32 on the
+  same input, and its speed-up. float32 / bfloat16: (row, output) already measured, if any."""
+  if float32 is None:
+    progress(f"converter float32 batch {batch} (reference for bfloat16)")
+    float32 = converter_case(config, params, batch, seconds, repeats, "float32", mesh)
+  if bfloat16 is None:
+    progress(f"converter bfloat16 batch {batch}: {batch} x {seconds:g} s of audio")
+    bfloat16 = converter_case(config, params, batch, seconds, repeats, "bfloat16", mesh)
+  (ref_row, ref), (row, out) = float32, bfloat16
+  result = dict(row, snr_db=snr_db(ref, out), speedup_vs_float32=ref_row["median_s"] /
+                row["median_s"], float32_median_s=ref_row["median_s"])
+  progress(f"  {_summary(result)}, SNR {result['snr_db']:.1f} dB")
+  return result
+
+
+# -- base speaker TTS ------------------------------------------------------------------------------
+
+
+def tts_sequence(config: BaseTTSConfig, text: str = TEXT) -> list[int]:
+  from ovjax import text as text_frontend  # The front end's imports are heavy; only when needed.
+  language = "EN" if config.frontend == "cjke" else "en-us"
+  return text_frontend.text_to_sequence(text, language, config.symbols, config.add_blank,
+                                        config.frontend)
+
+
+def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str = TEXT,
+             mesh=None, seed: int = 0, sdp_ratio: float = 0.2):
+  """One TTS row: `batch` copies of `text`, durations + host bucket pick + synthesis timed end
+  to end. Noise scales are 0, so the durations (and the bucket) are the same on every call."""
+  mesh = sharding.data_mesh() if mesh is None else mesh
+  devices = list(mesh.devices.flat)
+  hop, rate = config.decoder.hop_length, config.decoder.sampling_rate
+  sequence = tts_sequence(config, text)
+  with _Memory(devices) as memory:
+    put = lambda x: sharding.shard_batch(x, mesh)
+    padded = batching.bucket_batch(batch, batch, mesh.devices.size)
+    tokens = batching.bucket_frames(len(sequence), minimum=16)
+    ids = np.zeros((padded, tokens), np.int32)
+    ids[:, :len(sequence)] = sequence
+    sid = config.speaker_ids.get("default", 0)
+    args1 = (sharding.replicate(params, mesh), put(ids),
+             put(np.full(padded, len(sequence), np.int32)), put(np.full(padded, sid, np.int32)),
+             put(jax.random.split(jax.random.key(seed), padded)), jnp.float32(0.0),
+             jnp.float32(sdp_ratio), jnp.float32(1.0))
+    stage1, compile1 = _compile(tts_model.predict_durations, *args1, config=config)
+    first = stage1(*args1)
+    frames = batching.bucket_frames(int(np.max(np.asarray(first[1]))))
+    args2 = lambda s1: (args1[0], *s1, args1[3], args1[4], jnp.float32(0.0))
+    stage2, compile2 = _compile(tts_model.synthesize, *args2(first), frames=frames, config=config)
+    stage1_times = []
+
+    def run():
+      start = time.perf_counter()
+      s1 = stage1(*args1)
+      y_lengths = np.asarray(s1[1])  # The host round trip real inference makes.
+      stage1_times.append(time.perf_counter() - start)
+      if batching.bucket_frames(int(y_lengths.max())) != frames:
+        raise RuntimeError("durations changed between calls with zero noise")
+      return stage2(*args2(s1)), y_lengths
+
+    (_, y_lengths), first_s, times = _timed(run, repeats)
+  audio_seconds = float(np.mean(y_lengths[:batch])) * hop / rate
+  flops = [flops_of(c, len(devices)) for c in (stage1, stage2)]
+  row = {"model": "tts", "dtype": "float32", "batch": batch, "padded_batch": padded,
+         "text": text, "tokens": len(sequence), "token_bucket": tokens,
+         "frames": int(np.max(y_lengths[:batch])), "bucket_frames": frames,
+         "audio_seconds": audio_seconds, "total_audio_seconds": batch * audio_seconds,
+         "compile_s": compile1 + compile2, "compile_durations_s": compile1,
+         "compile_synthesis_s": compile2, "first_call_s": first_s,
+         "durations_median_s": statistics.median(stage1_times[1:] or stage1_times),
+         **_speed(None if None in flops else sum(flops), times, audio_seconds, batch),
+         "param_mb": param_bytes(params) / 2**20, **memory.result}
+  return row
+
+
+def bench_tts(config: BaseTTSConfig, params, batch_sizes: Sequence[int], repeats: int,
+              text: str = TEXT, mesh=None, progress: Progress = _quiet):
+  rows = {}
+  for batch in batch_sizes:
+    progress(f"tts batch {batch}: {batch} x one sentence")
+    rows[str(batch)] = tts_case(config, params, batch, repeats, text, mesh)
+    progress(f"  {_summary(rows[str(batch)])}")
+  return rows
+
+
+# -- the whole run ---------------------------------------------------------------------------------
+
+
+def run_benchmark(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = (1, 8, 32),
+                  seconds: float = 10.0, repeats: int = 5, dtype: str = "float32",
+                  bfloat16: bool = True, quick: bool = False, converter_config=None,
+                  tts_config=None, text: str = TEXT, progress: Progress = _quiet) -> dict:
+  """The full report: {"machine", "settings", "converter", "tts", "bfloat16"} (see the module doc).
+
+  converter_config / tts_config: configs (or official config.json paths); default full size.
+  bfloat16: add the converter's bfloat16 speed and SNR vs float32, at the smallest batch size.
+  """
+  if dtype not in DTYPES:
+    raise OvjaxError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+  unknown = set(models) - set(MODELS)
+  if unknown:
+    raise OvjaxError(f"unknown model(s) {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(MODELS)}")
+  batch_sizes = sorted(set(int(b) for b in batch_sizes))
+  mesh = sharding.data_mesh()
+  progress(f"devices: {', '.join(str(d) for d in mesh.devices.flat)}")
+  result: dict[str, Any] = {
+      "settings": {"models": list(models), "batch_sizes": batch_sizes, "seconds": seconds,
+                   "repeats": repeats, "dtype": dtype, "quick": quick},
+      "machine": measure_peaks(5, QUICK_MATMUL_SIZE if quick else MATMUL_SIZE, progress),
+  }
+
+  if "converter" in models:
+    config = _config(converter_config, FULL_CONVERTER_CONFIG, "converter")
+    progress("converter: random parameters")
+    params = random_params(config)
+    rows, outputs = bench_converter(config, params, batch_sizes, seconds, repeats, dtype, mesh,
+                                    progress, keep_outputs=True)
+    result["converter"] = rows
+    if bfloat16 or dtype == "bfloat16":
+      batch = batch_sizes[0]
+      measured = (rows[str(batch)], outputs[batch])
+      result["bfloat16"] = bench_bfloat16(
+          config, params, batch, seconds, repeats, mesh,
+          float32=measured if dtype == "float32" else None,
+          bfloat16=measured if dtype == "bfloat16" else None, progress=progress)
+    del params, outputs
+
+  if "tts" in models:
+    config = _config(tts_config, FULL_TTS_CONFIG, "tts")
+    progress("tts: random parameters")
+    params = random_params(config)
+    result["tts"] = bench_tts(config, params, batch_sizes, repeats, text, mesh, progress)
+
+  add_peak_fractions(result)
+  return result
+
+
+def _config(config, default: Path, kind: str):
+  if config is None or isinstance(config, (str, os.PathLike)):
+    return load_config(default if config is None else config, kind)
+  return config
+
+
+def _rows(result: dict):
+  for model in MODELS:
+    yield from result.get(model, {}).values()
+  if "bfloat16" in result:
+    yield result["bfloat16"]
+
+
+def add_peak_fractions(result: dict) -> None:
+  """Each row's achieved GFLOP/s as a fraction of the measured matmul and conv peaks (the
+  peaks are one device's; the models' GFLOP/s are over all devices, hence the division)."""
+  machine = result["machine"]
+  for row in _rows(result):
+    per_device = None if row["gflops"] is None else row["gflops"] / machine["device_count"]
+    for name in ("matmul", "conv"):
+      peak = machine[f"{name}_peak_gflops"]
+      row[f"{name}_peak_fraction"] = None if per_device is None else per_device / peak
+
+
+# -- presentation ----------------------------------------------------------------------------------
+
+
+def _summary(row: dict) -> str:
+  gflops = "n/a" if row["gflops"] is None else f"{row['gflops']:.1f}"
+  return (f"{row['total_audio_seconds']:.1f} s of audio in {row['median_s']:.3f} s (median): "
+          f"{row['x_realtime']:.1f}x realtime, compile {row['compile_s']:.1f} s, "
+          f"{gflops} GFLOP/s, peak RSS {row['peak_rss_mb']:.0f} MiB")
+
+
+def format_table(result: dict) -> str:
+  """A fixed-width table of every row, under a line describing the machine."""
+  m = result["machine"]
+  lines = [f"devices: {m['device_count']} x {m['device_kind']} ({m['platform']}), "
+           f"{m['cpus_usable'] or m['cpu_count']} CPUs; f32 matmul {m['matmul_size']}^3 peak "
+           f"{m['matmul_peak_gflops']:.1f} GFLOP/s, dilated conv peak "
+           f"{m['conv_peak_gflops']:.1f} GFLOP/s"]
+  header = ("model", "dtype", "batch", "audio/item s", "x_realtime", "median s", "compile s",
+            "GFLOP/s", "% matmul pk", "peak RSS MiB", "SNR dB")
+  body = []
+  for row in _rows(result):
+    fraction = row.get("matmul_peak_fraction")
+    snr = row.get("snr_db")
+    body.append((row["model"], row["dtype"], str(row["batch"]), f"{row['audio_seconds']:.2f}",
+                 f"{row['x_realtime']:.2f}", f"{row['median_s']:.3f}",
+                 f"{row['compile_s']:.1f}",
+                 "n/a" if row["gflops"] is None else f"{row['gflops']:.1f}",
+                 "n/a" if fraction is None else f"{100 * fraction:.1f}",
+                 f"{row['peak_rss_mb']:.0f}", "" if snr is None else f"{snr:.1f}"))
+  widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+  fmt = lambda r: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+  lines += [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
+  return "\n".join(lines)

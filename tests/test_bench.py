@@ -1,0 +1,160 @@
+"""`ovjax bench` on the small reference configs: the report's schema and internal consistency
+(x realtime, FLOPs that scale with the batch, bfloat16 accuracy), and the CLI's atomic --json.
+
+Speed itself is never asserted: timings on a shared machine are noise.
+"""
+import argparse
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from infer import bench
+from ovjax import benchmark
+from ovjax.layers.conv import fold_weight_norm
+from ovjax.models import converter as converter_model
+
+REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+SMALL_CONVERTER = REF / "openvoice" / "converter_v2_small" / "config.json"
+SMALL_TTS = REF / "openvoice" / "base_v1_small" / "config.json"
+ROW_NUMBERS = ("x_realtime", "median_s", "compile_s", "gflops", "flops", "peak_rss_mb",
+               "audio_seconds", "per_item_seconds", "matmul_peak_fraction", "conv_peak_fraction")
+
+
+@pytest.fixture(scope="module")
+def result():
+  for path in (SMALL_CONVERTER, SMALL_TTS):
+    if not path.is_file():
+      raise FileNotFoundError(f"reference data missing: {path} (clone the repo beside shared/)")
+  return benchmark.run_benchmark(batch_sizes=(1, 2), seconds=1.0, repeats=1, quick=True,
+                                 converter_config=SMALL_CONVERTER, tts_config=SMALL_TTS)
+
+
+def _positive(value) -> bool:
+  return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_schema(result):
+  assert {"machine", "settings", "converter", "tts", "bfloat16"} <= set(result)
+  for model in ("converter", "tts"):
+    assert set(result[model]) == {"1", "2"}
+    for key, row in result[model].items():
+      assert row["batch"] == int(key) and row["model"] == model
+      for name in ROW_NUMBERS:
+        assert _positive(row[name]), (model, key, name, row[name])
+      assert len(row["times_s"]) == 1
+  machine = result["machine"]
+  assert machine["devices"] and machine["device_count"] == len(machine["devices"])
+  assert _positive(machine["matmul_peak_gflops"]) and _positive(machine["conv_peak_gflops"])
+  for name in ROW_NUMBERS + ("snr_db", "speedup_vs_float32"):
+    assert _positive(result["bfloat16"][name]), name
+
+
+def test_rates_are_consistent(result):
+  for row in list(result["converter"].values()) + list(result["tts"].values()):
+    b = row["batch"]
+    assert row["x_realtime"] == pytest.approx(b * row["audio_seconds"] / row["median_s"])
+    assert row["total_audio_seconds"] == pytest.approx(b * row["audio_seconds"])
+    assert row["per_item_seconds"] == pytest.approx(row["median_s"] / b)
+    assert row["gflops"] == pytest.approx(row["flops"] / row["median_s"] / 1e9)
+  for row in result["converter"].values():
+    assert row["audio_seconds"] == pytest.approx(1.0, abs=1 / 22050)
+  # Zero noise: every copy of the sentence gets the same durations, whatever the batch.
+  assert result["tts"]["1"]["audio_seconds"] == result["tts"]["2"]["audio_seconds"]
+
+
+def test_flops_scale_with_batch(result):
+  for model in ("converter", "tts"):
+    one, two = result[model]["1"], result[model]["2"]
+    # Work is per padded row (the batch is padded to a multiple of the device count).
+    rows = two["padded_batch"] / one["padded_batch"]
+    assert two["flops"] / one["flops"] == pytest.approx(rows, rel=0.1), model
+
+
+def test_bfloat16_is_accurate(result):
+  row = result["bfloat16"]
+  assert row["dtype"] == "bfloat16" and row["batch"] == 1
+  assert math.isfinite(row["snr_db"]) and row["snr_db"] > 10
+  assert row["float32_median_s"] == result["converter"]["1"]["median_s"]
+
+
+def test_table_lists_every_row(result):
+  lines = benchmark.format_table(result).splitlines()
+  rows = [line.split() for line in lines[3:]]
+  assert [(r[0], r[1], r[2]) for r in rows] == [
+      ("converter", "float32", "1"), ("converter", "float32", "2"), ("tts", "float32", "1"),
+      ("tts", "float32", "2"), ("converter", "bfloat16", "1")]
+
+
+def test_snr_db():
+  ref = np.ones(100)
+  assert benchmark.snr_db(ref, 0.9 * ref) == pytest.approx(20.0)
+  assert benchmark.snr_db(ref, ref) == math.inf
+
+
+def test_flops_of_any_cost_analysis_shape():
+  class Fake:
+    def __init__(self, analysis):
+      self.analysis = analysis
+
+    def cost_analysis(self):
+      if isinstance(self.analysis, Exception):
+        raise self.analysis
+      return self.analysis
+
+  assert benchmark.flops_of(Fake({"flops": 10.0})) == 10.0
+  assert benchmark.flops_of(Fake([{"flops": 10.0}]), n_devices=4) == 40.0  # Older JAX: a list.
+  for missing in ({}, [], None, {"flops": -1.0}, NotImplementedError()):
+    assert benchmark.flops_of(Fake(missing)) is None
+
+
+def test_random_params_are_folded_inference_params():
+  config = benchmark.load_config(SMALL_CONVERTER, "converter")
+  params = benchmark.random_params(config)
+  shapes = fold_weight_norm(jax.tree.map(lambda s: np.ones(s.shape, s.dtype),
+                                         converter_model.param_shapes(config)))
+  assert jax.tree.structure(params) == jax.tree.structure(shapes)
+  assert [p.shape for p in jax.tree.leaves(params)] == [s.shape for s in jax.tree.leaves(shapes)]
+  assert all(p.dtype == np.float32 for p in jax.tree.leaves(params))
+
+
+def _parse(*argv):
+  parser = argparse.ArgumentParser()
+  bench.register(parser.add_subparsers(dest="command"))
+  return parser.parse_args(["bench", *map(str, argv)])
+
+
+def test_cli_writes_json_atomically(tmp_path, capsys):
+  out = tmp_path / "sub" / "bench.json"
+  args = _parse("--quick", "--models", "converter", "--batch-sizes", "1", "--seconds", "1",
+                "--repeats", "1", "--no-bfloat16", "--converter-config", SMALL_CONVERTER,
+                "--json", out)
+  assert bench.run(args) == 0
+  assert "converter" in capsys.readouterr().out  # The table.
+  assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # No temporary left over.
+  data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+  assert set(data["converter"]) == {"1"} and "tts" not in data and "bfloat16" not in data
+  row = data["converter"]["1"]
+  assert row["x_realtime"] == pytest.approx(row["audio_seconds"] / row["median_s"])
+  assert data["settings"] == {"models": ["converter"], "batch_sizes": [1], "seconds": 1.0,
+                              "repeats": 1, "dtype": "float32", "quick": True}
+
+
+@pytest.mark.parametrize("argv", [("--batch-sizes", "0"), ("--batch-sizes", "1,x"),
+                                  ("--models", "vocoder"), ("--repeats", "0"),
+                                  ("--seconds", "-1"), ("--dtype", "float16")])
+def test_cli_rejects_bad_options(argv, capsys):
+  with pytest.raises(SystemExit) as e:
+    _parse(*argv)
+  assert e.value.code == 2
+
+
+def test_cli_checks_paths_before_work(tmp_path):
+  from ovjax.errors import OvjaxError
+  with pytest.raises(OvjaxError, match="--converter-config"):
+    bench.run(_parse("--converter-config", tmp_path / "missing.json"))
+  with pytest.raises(OvjaxError, match="--json"):
+    bench.run(_parse("--json", tmp_path / "out.txt"))
