@@ -1,4 +1,4 @@
-"""The `ovjax` command line: extract-se, convert, tts, clone, import-checkpoint.
+"""The `ovjax` command line: extract-se, convert, tts, clone, import-checkpoint, batch, bench.
 
 Exit codes: 0 success; 1 bad input (an `OvjaxError`, reported as one line); 2 usage error
 (argparse); 3 internal error (a bug: one line, or a traceback with OVJAX_DEBUG=1); 130 interrupted.
@@ -23,10 +23,10 @@ import ovjax  # noqa: E402  (just __version__: no JAX)
 from ovjax.errors import OvjaxError  # noqa: E402
 
 # Only argument definitions are imported here; each command imports JAX inside its `run`.
-from infer import bench, clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
+from infer import batch, bench, clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
 
 PROG = "ovjax"
-_COMMANDS = (extract_se, convert, tts, clone, import_checkpoint, bench)
+_COMMANDS = (extract_se, convert, tts, clone, import_checkpoint, batch, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,733 @@
+"""Bulk jobs: a JSONL file of conversion, TTS and clone jobs, run in batches with resume.
+
+One JSON object per line; the keys choose the kind:
+
+* conversion: `source` + (`reference` (a path or a list) | `target_se`), optional `source_se`,
+  `tau`, `vad`.
+* tts: `text` without `reference`/`target_se`; optional `style`, `language`, `speed`,
+  `noise_scale`, `noise_scale_w`, `sdp_ratio`.
+* clone: `text` + (`reference` | `target_se`), the tts options, `tau`, `vad`.
+
+Every kind takes `id`, `out` (a .wav name inside the output folder; default `<id or line>.wav`)
+and `seed`. Relative paths in a job are relative to the jobs file's folder, so a jobs file and
+its data can move together.
+
+Life of a run (`parse_jobs`, then `JobRunner.run`):
+1. Parsing needs no model (and imports no JAX): a malformed line, an unknown key, a missing file
+   or a job the run has no model for becomes a failed `Job`; the rest go on. A job whose output
+   exists is skipped, which is what makes a re-run resume.
+2. `JobRunner` checks what needs the models (styles, languages, speakable text, embedding files),
+   then runs the jobs in groups: conversions sorted by length and handed to
+   `ToneColorConverter.convert` a group at a time (so its length buckets and device batching
+   apply), texts through `BaseSpeakerTTS.infer_ids` a group at a time. Tone-colour embeddings are
+   cached per run (by resolved paths + VAD flag) and the uncached ones of a group are embedded in
+   one batch. If a group's batched call fails with an `OvjaxError`, its jobs are retried one by
+   one so only the bad job fails.
+
+Noise: the library seeds item i of a batched call with fold_in(key(seed), i), so with tau > 0 (or
+TTS noise) a job's noise depends on the group it ran in; outputs are deterministic for a given
+jobs file and set of existing outputs, but not identical to converting the job alone.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import re
+import warnings
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable
+
+from ovjax.errors import OvjaxError, TextError
+from ovjax.fileio import atomic_output
+
+REPORT_NAME = "report.jsonl"
+KINDS = ("convert", "tts", "clone")
+
+_COMMON = {"id", "out", "seed"}
+_TARGET = {"reference", "target_se"}
+_TTS = {"text", "style", "language", "speed", "noise_scale", "noise_scale_w", "sdp_ratio"}
+_KEYS = {
+    "convert": _COMMON | _TARGET | {"source", "source_se", "tau", "vad"},
+    "tts": _COMMON | _TTS,
+    "clone": _COMMON | _TARGET | _TTS | {"tau", "vad"},
+}
+_ALL_KEYS = set().union(*_KEYS.values())
+# Defaults of the single-job commands (`ovjax convert / tts / clone`).
+_DEFAULTS = dict(tau=0.3, speed=1.0, noise_scale=0.667, noise_scale_w=0.6, sdp_ratio=0.2)
+# The temporary files `atomic_output` makes beside a target: `.NAME.<12 hex>.tmp`.
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
+
+
+class JobError(OvjaxError):
+  """One job is unusable (the run goes on with the others)."""
+
+
+def one_line(text) -> str:
+  return " ".join(str(text).split())
+
+
+@dataclasses.dataclass(eq=False)  # Identity semantics: jobs are dict keys while they run.
+class Job:
+  """One line of a jobs file. `status` is None while pending, then done / skipped / failed."""
+  line: int
+  kind: str | None = None
+  id: str | None = None
+  out: str | None = None  # Output name relative to the output folder (POSIX form).
+  spec: dict = dataclasses.field(default_factory=dict)  # Validated options, paths resolved.
+  status: str | None = None
+  error: str | None = None
+  seconds_audio: float | None = None
+
+  def fail(self, error) -> None:
+    self.status, self.error = "failed", one_line(error) or type(error).__name__
+
+  def report_entry(self) -> dict:
+    seconds = None if self.seconds_audio is None else round(self.seconds_audio, 3)
+    return {"line": self.line, "id": self.id, "out": self.out, "status": self.status,
+            "error": self.error, "seconds_audio": seconds}
+
+  @property
+  def label(self) -> str:
+    return f"line {self.line}" + ("" if self.id is None else f" ({self.id})")
+
+
+# -- parsing (no models) ---------------------------------------------------------------------------
+
+
+def read_lines(path) -> list[tuple[int, str | None]]:
+  """(line number, text) of the non-blank lines; text None for a line that is not UTF-8.
+
+  Raises OvjaxError (one line) for a missing, unreadable or empty jobs file."""
+  path = Path(path)
+  if not path.exists():
+    raise OvjaxError(f"{path}: no such jobs file")
+  if not path.is_file():
+    raise OvjaxError(f"{path}: not a file")
+  try:
+    data = path.read_bytes()
+  except OSError as e:
+    raise OvjaxError(f"{path}: cannot read ({e.strerror or type(e).__name__})")
+  if data.startswith(b"\xef\xbb\xbf"):  # A BOM some editors write.
+    data = data[3:]
+  lines = []
+  for n, raw in enumerate(data.split(b"\n"), start=1):
+    if not raw.strip():
+      continue  # Blank lines (and the final newline) are not jobs.
+    try:
+      lines.append((n, raw.decode("utf-8").strip()))
+    except UnicodeDecodeError:
+      lines.append((n, None))
+  if not lines:
+    raise OvjaxError(f"{path}: no jobs (the file is empty)")
+  return lines
+
+
+def _no_duplicate_keys(pairs):
+  out = {}
+  for key, value in pairs:
+    if key in out:
+      raise JobError(f"key {key!r} given twice")
+    out[key] = value
+  return out
+
+
+def _number(obj, key, low: float, high: float = math.inf, low_open: bool = False) -> float:
+  value = obj[key]
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise JobError(f"{key!r} must be a number, got {json.dumps(value)}")
+  ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+  if not ok:
+    bound = (f"> {low:g}" if low_open else f">= {low:g}") + (
+        "" if math.isinf(high) else f" and <= {high:g}")
+    raise JobError(f"{key!r} must be a finite number {bound}, got {value}")
+  return float(value)
+
+
+def _string(obj, key) -> str:
+  value = obj[key]
+  if not isinstance(value, str) or not value.strip():
+    raise JobError(f"{key!r} must be a non-empty string, got {json.dumps(value)}")
+  return value
+
+
+def _output_name(name: str, key: str) -> str:
+  """A .wav name inside the output folder: no absolute paths, no `..`, no hidden temp names."""
+  if "\0" in name:
+    raise JobError(f"{key!r}: a file name cannot contain NUL")
+  path = PurePosixPath(name.replace(os.sep, "/"))
+  if path.is_absolute() or name.startswith("~") or re.match(r"^[A-Za-z]:", name):
+    raise JobError(f"{key!r} {name!r}: must be relative to the output folder")
+  if ".." in path.parts:
+    raise JobError(f"{key!r} {name!r}: must stay inside the output folder (no '..')")
+  parts = [p for p in path.parts if p != "."]
+  if not parts:
+    raise JobError(f"{key!r} {name!r}: not a file name")
+  if _TEMP.match(parts[-1]):  # Would be taken for a stale temporary and removed.
+    raise JobError(f"{key!r} {name!r}: a reserved temporary-file name")
+  if not parts[-1].lower().endswith(".wav"):
+    raise JobError(f"{key!r} {name!r}: the output must be a .wav file")
+  return "/".join(parts)
+
+
+def _path(obj, key, base_dir: Path) -> Path:
+  return base_dir / os.path.expanduser(_string(obj, key))
+
+
+def _audio_file(path: Path, what: str) -> Path:
+  # The messages of `load_audio`, so a job fails the same way as `ovjax convert` would.
+  if not path.exists():
+    raise JobError(f"{what}: audio file not found: {path}")
+  if path.is_dir():
+    raise JobError(f"{what}: audio path is a directory, not a file: {path}")
+  return path
+
+
+def _se_file(path: Path, key: str) -> Path:
+  if not path.is_file():
+    raise JobError(f"{key!r}: no such tone-colour embedding file: {path}")
+  return path
+
+
+def _kind(obj) -> str:
+  if "source" in obj and "text" in obj:
+    raise JobError("a job has 'source' (a conversion) or 'text' (tts/clone), not both")
+  if "source" in obj:
+    return "convert"
+  if "text" in obj:
+    return "clone" if _TARGET & obj.keys() else "tts"
+  raise JobError("nothing to do: a job needs 'source' (a conversion) or 'text' (tts/clone)")
+
+
+def parse_job(line: int, text: str | None, base_dir: Path, has_converter: bool,
+              has_base: bool, seed: int = 0, vad: bool = True) -> Job:
+  """One line -> a Job, pending or failed (with a one-line error)."""
+  job = Job(line)
+  try:
+    if text is None:
+      raise JobError("not UTF-8 text")
+    try:
+      obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as e:
+      raise JobError(f"bad JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(obj, dict):
+      raise JobError(f"a job must be a JSON object, got {type(obj).__name__}")
+    # id and out first, so even a job that fails below is reported under its name.
+    if "id" in obj:
+      value = obj["id"]
+      if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise JobError(f"'id' must be a non-empty string or an integer, got {json.dumps(value)}")
+      job.id = str(value)
+    if "out" in obj:
+      job.out = _output_name(_string(obj, "out"), "out")
+    else:
+      job.out = _output_name(f"{job.id if job.id is not None else line}.wav", "id")
+    unknown = sorted(obj.keys() - _ALL_KEYS)
+    if unknown:
+      raise JobError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_ALL_KEYS))})")
+    job.kind = kind = _kind(obj)
+    extra = sorted(obj.keys() - _KEYS[kind])
+    if extra:
+      raise JobError(f"{extra[0]!r} does not apply to a {kind} job")
+    job.spec = _parse_spec(obj, kind, base_dir, seed, vad)
+    if kind in ("convert", "clone") and not has_converter:
+      raise JobError(f"a {kind} job needs --converter")
+    if kind in ("tts", "clone") and not has_base:
+      raise JobError(f"a {kind} job needs --base")
+  except JobError as e:
+    job.fail(e)
+  return job
+
+
+def _parse_spec(obj, kind: str, base_dir: Path, seed: int, vad: bool) -> dict:
+  spec = {"seed": seed, "vad": vad}
+  if "seed" in obj:
+    value = obj["seed"]
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise JobError(f"'seed' must be an integer, got {json.dumps(value)}")
+    spec["seed"] = value
+  if "vad" in obj:
+    if not isinstance(obj["vad"], bool):
+      raise JobError(f"'vad' must be true or false, got {json.dumps(obj['vad'])}")
+    spec["vad"] = obj["vad"]
+  for key in ("tau", "speed", "noise_scale", "noise_scale_w", "sdp_ratio"):
+    if key in _KEYS[kind]:
+      spec[key] = _DEFAULTS[key]
+  for key, low, high, low_open in (("tau", 0, math.inf, False), ("speed", 0, math.inf, True),
+                                   ("noise_scale", 0, math.inf, False),
+                                   ("noise_scale_w", 0, math.inf, False),
+                                   ("sdp_ratio", 0, 1, False)):
+    if key in obj:
+      spec[key] = _number(obj, key, low, high, low_open)
+  if kind == "convert":
+    spec["source"] = _audio_file(_path(obj, "source", base_dir), "'source'")
+    if "source_se" in obj:
+      spec["source_se"] = _se_file(_path(obj, "source_se", base_dir), "source_se")
+  if kind in ("convert", "clone"):
+    if "reference" in obj and "target_se" in obj:
+      raise JobError("give 'reference' or 'target_se', not both")
+    if "reference" not in obj and "target_se" not in obj:
+      raise JobError("a conversion needs 'reference' or 'target_se'")
+    if "target_se" in obj:
+      spec["target_se"] = _se_file(_path(obj, "target_se", base_dir), "target_se")
+    else:
+      refs = obj["reference"]
+      if isinstance(refs, str):
+        refs = [refs]
+      if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+        raise JobError("'reference' must be a path or a non-empty list of paths")
+      spec["reference"] = tuple(_audio_file(_path({"reference": r}, "reference", base_dir),
+                                            "'reference'") for r in refs)
+  if kind in ("tts", "clone"):
+    if not isinstance(obj["text"], str):
+      raise JobError(f"'text' must be a string, got {json.dumps(obj['text'])}")
+    if not obj["text"].strip():
+      raise JobError("empty text, nothing to speak")
+    spec["text"] = obj["text"]
+    for key in ("style", "language"):
+      spec[key] = _string(obj, key) if key in obj else None
+  return spec
+
+
+def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0,
+               vad: bool = True) -> list[Job]:
+  """Every job of a jobs file, in order: pending, skipped (its output exists) or failed.
+
+  Raises OvjaxError only for a jobs file that cannot be used at all (missing, empty)."""
+  path, out_dir = Path(path), Path(out_dir)
+  jobs = [parse_job(n, text, path.parent, has_converter, has_base, seed, vad)
+          for n, text in read_lines(path)]
+  claimed = {}
+  for job in jobs:
+    if job.out is None:
+      continue
+    if job.out in claimed:  # Even a failed job claims its name: fixing it must not clash later.
+      if job.status is None:
+        job.fail(f"output {job.out} is also the output of line {claimed[job.out]}")
+      continue
+    claimed[job.out] = job.line
+    if job.status is None:
+      target = out_dir / job.out
+      if target.is_dir():
+        job.fail(f"output {target} is a directory")
+      elif target.exists():
+        job.status = "skipped"  # Done by an earlier run: resume, never overwrite.
+  return jobs
+
+
+def remove_stale_temporaries(out_dir, jobs: Iterable[Job]) -> int:
+  """Remove the temporaries a killed run left beside this run's outputs; returns how many.
+
+  Only `.NAME.<hex>.tmp` files of the jobs' own output names are touched."""
+  out_dir = Path(out_dir)
+  names = collections.defaultdict(set)
+  for job in jobs:
+    if job.out is not None:
+      target = out_dir / job.out
+      names[target.parent].add(target.name)
+  removed = 0
+  for folder, wanted in names.items():
+    if not folder.is_dir():
+      continue
+    for entry in folder.iterdir():
+      match = _TEMP.match(entry.name)
+      if match and match.group("name") in wanted and entry.is_file():
+        try:
+          entry.unlink()
+          removed += 1
+        except OSError:
+          pass  # Not ours to fight over; the job's own write does not need it gone.
+  return removed
+
+
+class Report:
+  """`report.jsonl`: one line per job, appended (and flushed) as each job ends, so a killed run
+  keeps a partial report; `close` rewrites it atomically, in line order."""
+
+  def __init__(self, path):
+    self.path = Path(path)
+    if self.path.is_dir():
+      raise OvjaxError(f"{self.path}: is a directory")
+    try:
+      self._file = open(self.path, "w", encoding="utf-8")  # This run's report only.
+    except OSError as e:
+      raise OvjaxError(f"cannot write {self.path} ({e.strerror or type(e).__name__})")
+
+  def add(self, job: Job) -> None:
+    self._file.write(json.dumps(job.report_entry(), ensure_ascii=False) + "\n")
+    self._file.flush()
+
+  def close(self, jobs: Iterable[Job]) -> None:
+    self._file.close()
+    entries = sorted((j.report_entry() for j in jobs if j.status is not None),
+                     key=lambda e: e["line"])
+    with atomic_output(self.path) as tmp:
+      tmp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries),
+                     encoding="utf-8")
+
+
+# -- running (models) ------------------------------------------------------------------------------
+
+
+def reference_key(paths, vad: bool) -> tuple:
+  """The embedding cache key of a list of reference recordings."""
+  return ("reference", tuple(str(Path(p).resolve()) for p in paths), bool(vad))
+
+
+def source_key(path, vad: bool) -> tuple:
+  return ("source", str(Path(path).resolve()), bool(vad))
+
+
+class JobRunner:
+  """Runs pending jobs in groups with a converter and/or a base speaker.
+
+  converter: a `ToneColorConverter` (conversion and clone jobs). base: a `BaseSpeakerTTS` or an
+  `EspeakSpeaker` (tts and clone jobs; with espeak, a job's `language` picks the espeak-ng voice).
+  on_result(job) is called as each job ends (done or failed); outputs are written as soon as
+  their group is done. `embedded` counts embedding computations per cache key.
+  """
+
+  def __init__(self, out_dir, converter=None, base=None, group_size: int = 8,
+               on_result: Callable[[Job], None] = lambda job: None):
+    self.out_dir = Path(out_dir)
+    self.converter = converter
+    self.base = base
+    self.group_size = max(1, int(group_size))
+    self.on_result = on_result
+    self.embedded = collections.Counter()
+    self._se = {}  # cache key -> embedding [gin] or the OvjaxError it raised.
+    self._voices = {}  # espeak voice -> EspeakSpeaker or the error.
+
+  # -- driver ----------------------------------------------------------------------------------
+
+  def run(self, jobs: Iterable[Job]) -> None:
+    jobs = [j for j in jobs if j.status is None]
+    for job in jobs:  # Everything cheap that needs the models, before any compute.
+      try:
+        self._prepare(job)
+      except OvjaxError as e:
+        self._failed(job, e)
+    self._run_conversions([j for j in jobs if j.status is None and j.kind == "convert"])
+    self._run_speech([j for j in jobs if j.status is None and j.kind in ("tts", "clone")])
+
+  def _guarded(self, group: list[Job], work: Callable[[list[Job]], None]) -> None:
+    """work(group); if its batched calls fail, each job alone, so only the bad one fails."""
+    group = [j for j in group if j.status is None]
+    if not group:
+      return
+    try:
+      work(group)
+    except OvjaxError as e:
+      if len(group) == 1:
+        self._failed(group[0], e)
+      else:
+        for job in group:
+          self._guarded([job], work)
+
+  def _failed(self, job: Job, error) -> None:
+    job.fail(error)
+    self.on_result(job)
+
+  def _finish(self, job: Job, wave, sampling_rate: int) -> None:
+    from ovjax.audio.io import write_wav
+    path = self.out_dir / job.out
+    try:
+      write_wav(path, wave, sampling_rate)  # Atomic: a killed run leaves no half file.
+    except OvjaxError as e:
+      return self._failed(job, e)
+    except OSError as e:
+      return self._failed(job, f"cannot write {path}: {e.strerror or type(e).__name__}")
+    job.status, job.seconds_audio = "done", len(wave) / sampling_rate
+    self.on_result(job)
+
+  @staticmethod
+  def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+      yield items[start:start + size]
+
+  # -- model-dependent checks --------------------------------------------------------------------
+
+  def _prepare(self, job: Job) -> None:
+    spec = job.spec
+    for key in ("target_se", "source_se"):
+      if key in spec:
+        self._se_from_file(spec[key])
+    if job.kind == "convert":
+      return
+    from ovjax.api import EspeakSpeaker
+    if isinstance(self.base, EspeakSpeaker):
+      if spec["style"] not in (None, "default"):
+        raise TextError(f"style {spec['style']!r}: an espeak base speaker has no styles")
+      try:
+        speaker = self._espeak(spec["language"] or self.base.voice)
+      except OvjaxError as e:
+        raise type(e)(f"language {spec['language']!r}: {e}") from None
+      spec["voice"] = speaker.voice
+      # espeak-ng would read a text of punctuation alone aloud by name: check its phonemes.
+      from ovjax import text as text_frontend
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text_frontend.text_to_sequence(spec["text"], speaker.voice, frontend="espeak")
+      spec["size"] = len(spec["text"])
+    else:
+      spec["style"] = _resolve_style(self.base, spec["style"])
+      spec["language"] = _check_language(self.base, spec["language"])
+      spec["pieces"] = self.base.text_to_pieces(spec["text"], spec["language"])
+      spec["size"] = sum(len(p) for p in spec["pieces"])
+
+  def _espeak(self, voice: str):
+    voice = voice.strip().lower()
+    if voice not in self._voices:
+      from ovjax.api import EspeakSpeaker
+      try:
+        self._voices[voice] = EspeakSpeaker(voice)
+      except OvjaxError as e:
+        self._voices[voice] = e
+    speaker = self._voices[voice]
+    if isinstance(speaker, OvjaxError):
+      raise speaker
+    return speaker
+
+  # -- tone colours ------------------------------------------------------------------------------
+
+  def _se_from_file(self, path):
+    key = ("file", str(Path(path).resolve()))
+    if key not in self._se:
+      try:
+        self._se[key] = self.converter.tone_color(path)
+      except OvjaxError as e:
+        self._se[key] = e
+    return self._cached(key)
+
+  def _cached(self, key):
+    value = self._se[key]
+    if isinstance(value, OvjaxError):
+      raise value
+    return value
+
+  def _embed(self, items: dict) -> None:
+    """items: cache key -> (vad, [(name, path or waveform)]). Embeds every uncached item in one
+    batched call (segments of all items together); an item's own error is cached for it."""
+    from ovjax.api.converter import MIN_SAMPLES
+    from ovjax.audio.vad import embedding_segments
+    from ovjax.errors import AudioError
+    converter, sr = self.converter, self.converter.sampling_rate
+    segments, owners = [], []
+    for key, (vad, sources) in items.items():
+      if key in self._se:
+        continue
+      try:
+        mine = []
+        for name, audio in sources:
+          wave = converter.load(audio, name)
+          for seg in embedding_segments(wave, sr, use_vad=vad, name=name):
+            if len(seg) < MIN_SAMPLES:  # As `extract_se`: too short for the spectrogram.
+              raise AudioError(f"{name}: too short ({len(seg)} samples at {sr} Hz; "
+                               f"need at least {MIN_SAMPLES})")
+            mine.append(seg)
+      except OvjaxError as e:
+        self._se[key] = e
+        continue
+      owners.append((key, len(mine)))
+      segments.extend(mine)
+    if not segments:
+      return
+    embeddings = converter.embed(segments)  # The one batched call; its errors are the group's.
+    start = 0
+    for key, n in owners:
+      self._se[key] = embeddings[start:start + n].mean(axis=0)  # Mean over segments.
+      self.embedded[key] += 1
+      start += n
+
+  def _target_ses(self, jobs: list[Job]) -> dict:
+    """job -> target embedding; jobs whose target cannot be had are failed."""
+    self._embed({reference_key(j.spec["reference"], j.spec["vad"]):
+                 (j.spec["vad"], [(str(p), p) for p in j.spec["reference"]])
+                 for j in jobs if "reference" in j.spec})
+    out = {}
+    for job in jobs:
+      try:
+        out[job] = (self._se_from_file(job.spec["target_se"]) if "target_se" in job.spec else
+                    self._cached(reference_key(job.spec["reference"], job.spec["vad"])))
+      except OvjaxError as e:
+        self._failed(job, e)
+    return out
+
+  # -- conversions -------------------------------------------------------------------------------
+
+  def _run_conversions(self, jobs: list[Job]) -> None:
+    import soundfile as sf
+
+    def seconds(job):  # From the header: enough to sort by; a bad file fails when it loads.
+      try:
+        return sf.info(str(job.spec["source"])).duration
+      except Exception:  # noqa: BLE001
+        return 0.0
+
+    groups = collections.defaultdict(list)
+    for job in jobs:  # One call converts with one tau and one seed.
+      groups[(job.spec["tau"], job.spec["seed"])].append(job)
+    for group in groups.values():
+      # Longest first, as the library's batch plan: neighbours share length buckets.
+      group.sort(key=seconds, reverse=True)
+      for chunk in self._chunks(group, self.group_size):
+        self._guarded(chunk, self._convert_group)
+
+  def _convert_group(self, jobs: list[Job]) -> None:
+    converter = self.converter
+    waves = {}  # Each source file is read once, for its embedding and its conversion.
+    for job in jobs:
+      path = job.spec["source"]
+      if path not in waves:
+        try:
+          waves[path] = converter.load(path)
+        except OvjaxError as e:
+          waves[path] = e
+      if isinstance(waves[path], OvjaxError):
+        self._failed(job, waves[path])
+    jobs = [j for j in jobs if j.status is None]
+    targets = self._target_ses(jobs)
+    jobs = [j for j in jobs if j.status is None]
+    self._embed({source_key(j.spec["source"], j.spec["vad"]):
+                 (j.spec["vad"], [(str(j.spec["source"]), waves[j.spec["source"]])])
+                 for j in jobs if "source_se" not in j.spec})
+    sources = {}
+    for job in jobs:
+      try:
+        sources[job] = (self._se_from_file(job.spec["source_se"]) if "source_se" in job.spec
+                        else self._cached(source_key(job.spec["source"], job.spec["vad"])))
+      except OvjaxError as e:
+        self._failed(job, e)
+    jobs = [j for j in jobs if j.status is None]
+    if not jobs:
+      return
+    outputs = converter.convert([waves[j.spec["source"]] for j in jobs],
+                                [sources[j] for j in jobs], [targets[j] for j in jobs],
+                                tau=jobs[0].spec["tau"], seed=jobs[0].spec["seed"])
+    for job, wave in zip(jobs, outputs):
+      self._finish(job, wave, converter.sampling_rate)
+
+  # -- tts and clone -----------------------------------------------------------------------------
+
+  def _run_speech(self, jobs: list[Job]) -> None:
+    from ovjax.api import EspeakSpeaker
+    espeak = isinstance(self.base, EspeakSpeaker)
+    groups = collections.defaultdict(list)
+    for job in jobs:  # One synthesis call speaks with one set of options.
+      s = job.spec
+      key = ((s["voice"], s["speed"], s["seed"]) if espeak else
+             (s["style"], s["language"], s["speed"], s["noise_scale"], s["noise_scale_w"],
+              s["sdp_ratio"], s["seed"]))
+      groups[key].append(job)
+    for group in groups.values():
+      group.sort(key=lambda j: j.spec["size"], reverse=True)
+      for chunk in self._chunks(group, self.group_size):
+        self._guarded(chunk, self._speech_group)
+
+  def _speech_group(self, jobs: list[Job]) -> None:
+    # Clone targets first: a bad reference fails its job before the synthesis is paid for.
+    targets = self._target_ses([j for j in jobs if j.kind == "clone"])
+    jobs = [j for j in jobs if j.status is None]
+    waves = self._synthesize(jobs)
+    jobs = [j for j in jobs if j.status is None]
+    for job in jobs:
+      if job.kind == "tts":
+        self._finish(job, waves[job], self.base.sampling_rate)
+    clones = [j for j in jobs if j.kind == "clone"]
+    if not clones:
+      return
+    converter = self.converter
+    if self.base.sampling_rate != converter.sampling_rate:
+      import librosa
+      for job in clones:
+        waves[job] = librosa.resample(waves[job], orig_sr=self.base.sampling_rate,
+                                      target_sr=converter.sampling_rate, res_type="soxr_hq")
+    sources = self._base_ses(clones, waves)
+    clones = [j for j in clones if j.status is None]
+    by_tau = collections.defaultdict(list)
+    for job in clones:
+      by_tau[job.spec["tau"]].append(job)
+    for tau, group in by_tau.items():
+      outputs = converter.convert([waves[j] for j in group], [sources[j] for j in group],
+                                  [targets[j] for j in group], tau=tau,
+                                  seed=group[0].spec["seed"])
+      for job, wave in zip(group, outputs):
+        self._finish(job, wave, converter.sampling_rate)
+
+  def _synthesize(self, jobs: list[Job]) -> dict:
+    from ovjax.api import EspeakSpeaker
+    if isinstance(self.base, EspeakSpeaker):
+      waves = {}
+      for job in jobs:  # One espeak-ng process per text: nothing to batch.
+        try:
+          waves[job] = self._espeak(job.spec["voice"]).synthesize(job.spec["text"],
+                                                                  speed=job.spec["speed"])
+        except OvjaxError as e:
+          self._failed(job, e)
+      return waves
+    from ovjax.api.tts import join_pieces
+    s = jobs[0].spec
+    flat = [p for j in jobs for p in j.spec["pieces"]]
+    # Every sentence piece of the group in one bucketed stream, as `synthesize` does for a list.
+    pieces = self.base.infer_ids(flat, s["style"], s["speed"], noise_scale=s["noise_scale"],
+                                 noise_scale_w=s["noise_scale_w"], sdp_ratio=s["sdp_ratio"],
+                                 seed=s["seed"])
+    waves, start = {}, 0
+    for job in jobs:
+      n = len(job.spec["pieces"])
+      waves[job] = join_pieces(pieces[start:start + n], self.base.sampling_rate, s["speed"])
+      start += n
+    return waves
+
+  def _base_ses(self, jobs: list[Job], waves: dict) -> dict:
+    """job -> the base speaker's embedding: its folder's file for the style when it has one,
+    else embedded from the job's own synthetic speech (whole: VAD adds nothing there)."""
+    from ovjax.api import BaseSpeakerTTS
+    out = {}
+    for job in jobs:
+      if isinstance(self.base, BaseSpeakerTTS):
+        f = self.base.tone_color_file(job.spec["style"])
+        if f is not None:
+          try:
+            out[job] = self._se_from_file(f)
+          except OvjaxError as e:
+            self._failed(job, e)
+    rest = [j for j in jobs if j.status is None and j not in out]
+    keys = {j: ("synthetic", id(j)) for j in rest}
+    self._embed({keys[j]: (False, [(f"the base speaker's audio for {j.label}", waves[j])])
+                 for j in rest})
+    for job in rest:
+      try:
+        out[job] = self._cached(keys[job])
+      except OvjaxError as e:
+        self._failed(job, e)
+      finally:
+        self._se.pop(keys[job], None)  # Per job, not worth keeping.
+        self.embedded.pop(keys[job], None)
+    return out
+
+
+def _resolve_style(tts, style: str | None) -> str:
+  if style is None:
+    style = "default" if "default" in tts.styles else tts.styles[0]
+  tts.speaker_id(style)  # TextError listing the model's styles.
+  return style
+
+
+def _check_language(tts, language: str | None) -> str:
+  """The job's language (the model's default unless given), checked against its front end, so
+  that a language the front end lacks is not reported as "nothing speakable"."""
+  language = language or tts.default_language
+  from ovjax import text as text_frontend
+  if tts.config.frontend == "cjke":
+    try:
+      text_frontend.cjke_mark(language)
+    except TextError:
+      raise TextError(f"language {language!r}: this model speaks English and Chinese only (cjke "
+                      "front end); an espeak base speaks other languages") from None
+  else:
+    from ovjax.text import espeak
+    espeak.resolve_language(language)
+  return language
