@@ -52,3 +52,26 @@ def pad_batch(arrays, length: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
     out[i, :len(a)] = a
     lengths[i] = len(a)
   return out, lengths
+
+
+def item_keys(seed, n: int):
+  """One PRNG key per item, so an item's noise never depends on what it is batched with.
+
+  seed: an int (item i gets key(seed) folded with i), a list of ints (item i gets key(seed[i])
+  folded with 0: what a one-item call with that seed gives), or a list of tuples
+  (seed, index, ...) folded in turn (e.g. (text seed, text index, piece index))."""
+  import jax  # Deferred: this module is also used by code that must not import JAX.
+  if isinstance(seed, (int, np.integer)):
+    paths = [(int(seed), i) for i in range(n)]
+  else:
+    paths = [(int(s), 0) if isinstance(s, (int, np.integer)) else tuple(int(x) for x in s)
+             for s in seed]
+    if len(paths) != n:
+      raise ValueError(f"{len(paths)} seeds for {n} items")
+  keys = []
+  for path in paths:
+    key = jax.random.key(path[0])
+    for index in path[1:]:
+      key = jax.random.fold_in(key, index)
+    keys.append(key)
+  return jax.numpy.stack(keys)

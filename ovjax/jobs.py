@@ -24,9 +24,9 @@ Life of a run (`parse_jobs`, then `JobRunner.run`):
    one batch. If a group's batched call fails with an `OvjaxError`, its jobs are retried one by
    one so only the bad job fails.
 
-Noise: the library seeds item i of a batched call with fold_in(key(seed), i), so with tau > 0 (or
-TTS noise) a job's noise depends on the group it ran in; outputs are deterministic for a given
-jobs file and set of existing outputs, but not identical to converting the job alone.
+Noise: every job passes its own seed to the library, so with tau > 0 (or TTS noise) a job's
+output is what running it alone with that seed gives, whatever group it ran in or however a
+resumed run regroups the jobs.
 """
 from __future__ import annotations
 
@@ -567,8 +567,8 @@ class JobRunner:
         return 0.0
 
     groups = collections.defaultdict(list)
-    for job in jobs:  # One call converts with one tau and one seed.
-      groups[(job.spec["tau"], job.spec["seed"])].append(job)
+    for job in jobs:  # One call converts with one tau; each job keeps its own seed.
+      groups[job.spec["tau"]].append(job)
     for group in groups.values():
       # Longest first, as the library's batch plan: neighbours share length buckets.
       group.sort(key=seconds, reverse=True)
@@ -605,7 +605,7 @@ class JobRunner:
       return
     outputs = converter.convert([waves[j.spec["source"]] for j in jobs],
                                 [sources[j] for j in jobs], [targets[j] for j in jobs],
-                                tau=jobs[0].spec["tau"], seed=jobs[0].spec["seed"])
+                                tau=jobs[0].spec["tau"], seed=[j.spec["seed"] for j in jobs])
     for job, wave in zip(jobs, outputs):
       self._finish(job, wave, converter.sampling_rate)
 
@@ -617,9 +617,9 @@ class JobRunner:
     groups = collections.defaultdict(list)
     for job in jobs:  # One synthesis call speaks with one set of options.
       s = job.spec
-      key = ((s["voice"], s["speed"], s["seed"]) if espeak else
+      key = ((s["voice"], s["speed"]) if espeak else
              (s["style"], s["language"], s["speed"], s["noise_scale"], s["noise_scale_w"],
-              s["sdp_ratio"], s["seed"]))
+              s["sdp_ratio"]))
       groups[key].append(job)
     for group in groups.values():
       group.sort(key=lambda j: j.spec["size"], reverse=True)
@@ -652,7 +652,7 @@ class JobRunner:
     for tau, group in by_tau.items():
       outputs = converter.convert([waves[j] for j in group], [sources[j] for j in group],
                                   [targets[j] for j in group], tau=tau,
-                                  seed=group[0].spec["seed"])
+                                  seed=[j.spec["seed"] for j in group])
       for job, wave in zip(group, outputs):
         self._finish(job, wave, converter.sampling_rate)
 
@@ -671,9 +671,11 @@ class JobRunner:
     s = jobs[0].spec
     flat = [p for j in jobs for p in j.spec["pieces"]]
     # Every sentence piece of the group in one bucketed stream, as `synthesize` does for a list.
+    # Piece j of a job gets (job seed, 0, j): what `synthesize(text, seed=job seed)` gives.
+    paths = [(j.spec["seed"], 0, i) for j in jobs for i in range(len(j.spec["pieces"]))]
     pieces = self.base.infer_ids(flat, s["style"], s["speed"], noise_scale=s["noise_scale"],
                                  noise_scale_w=s["noise_scale_w"], sdp_ratio=s["sdp_ratio"],
-                                 seed=s["seed"])
+                                 seed=paths)
     waves, start = {}, 0
     for job in jobs:
       n = len(job.spec["pieces"])

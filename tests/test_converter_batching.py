@@ -98,3 +98,13 @@ def test_random_lengths_compile_a_bounded_number_of_times(tcc):
   tcc.embed(more)
   assert cv.extract_se._cache_size() - before <= 3 * len(frame_buckets | {
       batching.bucket_frames(len(w) // 256) for w in more})
+
+
+def test_per_item_seeds_make_items_independent_of_their_batch(tcc, waves):
+  """With one seed per item, an item's noise (tau > 0) is what converting it alone gives."""
+  rng = np.random.default_rng(3)
+  src, tgt = rng.standard_normal((2, tcc.config.gin_channels)).astype(np.float32)
+  batched = tcc.convert(waves[:3], src, tgt, tau=0.5, seed=[11, 12, 13])
+  for w, seed, out in zip(waves[:3], (11, 12, 13), batched):
+    np.testing.assert_allclose(out, tcc.convert(w, src, tgt, tau=0.5, seed=seed), atol=1e-4, rtol=0)
+  assert np.max(np.abs(batched[1] - tcc.convert(waves[1], src, tgt, tau=0.5, seed=99))) > 1e-4

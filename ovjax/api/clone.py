@@ -38,7 +38,8 @@ def clone(converter: ToneColorConverter, base: BaseSpeakerTTS | EspeakSpeaker, r
     progress("extracting the base speaker's tone colour")
     # The base speaker's output is clean synthetic speech: embed it whole (a VAD adds nothing and
     # can miss unusual synthetic voices).
-    source_se = converter.extract_se(list(waves), use_vad=False)
+    # One embedding per text, so a text's result does not depend on what else is in the list.
+    source_se = list(converter.embed(list(waves)))
   progress("converting")
   out = converter.convert(list(waves), source_se, target_se, tau=tau, seed=seed)
   return out[0] if single else out

@@ -140,9 +140,9 @@ class ToneColorConverter:
               seed: int = 0):
     """Convert one input (path or waveform) or a list of them from src_se to tgt_se.
 
-    src_se / tgt_se: one embedding for all inputs, or a list with one per input. Item i's noise
-    comes from fold_in(key(seed), i), so a list gives each item what converting it alone with
-    that key gives. Inputs longer than max_frames are converted in overlapping pieces (see
+    src_se / tgt_se: one embedding for all inputs, or a list with one per input. seed: an int
+    (item i's noise from fold_in(key(seed), i)) or one seed per item (each item then gets what
+    converting it alone with its seed gives), see `batching.item_keys`. Inputs longer than max_frames are converted in overlapping pieces (see
     `ovjax.chunking`), so memory stays bounded for hour-long inputs.
     Returns a waveform (or a list); writes WAVs if output_path (or a list) given.
     """
@@ -156,8 +156,7 @@ class ToneColorConverter:
     pieces = [p for i, w in enumerate(waves)
               for p in chunking.plan_pieces(i, len(w) // hop, self.max_frames)]
     outputs = [chunking.Assembler(len(w) // hop, hop) for w in waves]
-    item_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(
-        jnp.arange(len(waves)))
+    item_keys = batching.item_keys(seed, len(waves))
     for rows, audio, lengths, offsets, starts in self._batches(waves, pieces):
       size = audio.shape[0]
       items = [p.item for p in rows] + [rows[0].item] * (size - len(rows))

@@ -92,11 +92,12 @@ class BaseSpeakerTTS:
   def infer_ids(self, sequences: Sequence[Sequence[int]], style: str = "default",
                 speed: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.6,
                 sdp_ratio: float = 0.2, seed: int = 0) -> list[np.ndarray]:
-    """Id sequences -> waveforms, in token-length buckets (item i's noise from fold_in(seed, i))."""
+    """Id sequences -> waveforms, in token-length buckets. seed: an int (item i's noise from
+    fold_in(key(seed), i)) or one seed path per item (see `batching.item_keys`)."""
     _check_speed(speed)
     sid = self.speaker_id(style)
     hop = self.config.decoder.hop_length
-    base_key = jax.random.key(seed)
+    all_keys = batching.item_keys(seed, len(sequences))
     outputs: list[np.ndarray | None] = [None] * len(sequences)
     plan = batching.plan_batches([len(s) for s in sequences], self.max_batch, minimum=16)
     for bucket, items in plan:
@@ -108,7 +109,7 @@ class BaseSpeakerTTS:
         ids[row, :len(sequences[i])] = sequences[i]
         lengths[row] = len(sequences[i])
       put = lambda x: sharding.shard_batch(x, self.mesh)
-      keys = put(jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.asarray(idx)))
+      keys = put(all_keys[np.asarray(idx)])
       sids = put(np.full(size, sid, np.int32))
       stage1 = tts_model.predict_durations(
           self.params, put(ids), put(lengths), sids, keys, jnp.float32(noise_scale_w),
@@ -126,12 +127,14 @@ class BaseSpeakerTTS:
                  speed: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.6,
                  sdp_ratio: float = 0.2, seed: int = 0):
     """One text or a list -> waveform(s) at the model's rate; every sentence piece of every text
-    is synthesised in one bucketed batch stream."""
+    is synthesised in one bucketed batch stream. Piece j of text k draws its noise from
+    key(seed) folded with k then j, so text k gets the same audio in any batch."""
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     pieces = [self.text_to_pieces(t, language) for t in texts]
     flat = [p for ps in pieces for p in ps]
-    waves = self.infer_ids(flat, speaker, speed, noise_scale, noise_scale_w, sdp_ratio, seed)
+    paths = [(seed, k, j) for k, ps in enumerate(pieces) for j in range(len(ps))]
+    waves = self.infer_ids(flat, speaker, speed, noise_scale, noise_scale_w, sdp_ratio, paths)
     out, start = [], 0
     for ps in pieces:
       out.append(join_pieces(waves[start:start + len(ps)], self.sampling_rate, speed))
