@@ -27,8 +27,19 @@ def bucket_batch(n: int, max_batch: int, multiple: int = 1) -> int:
   return math.ceil(size / multiple) * multiple
 
 
-def plan_batches(frame_counts, max_batch: int, minimum: int = 32):
-  """Group item indices by bucket, longest first, in batches of at most max_batch.
+def batch_limit(bucket: int, max_batch: int, max_batch_frames: int | None = None) -> int:
+  """The batch size for a bucket: max_batch, lowered (to a power of two) so that a batch holds
+  at most max_batch_frames frames; activation memory grows with batch x frames."""
+  if max_batch_frames is None:
+    return max_batch
+  cap = 2**int(math.log2(max(1, max_batch_frames // bucket)))
+  return max(1, min(max_batch, cap))
+
+
+def plan_batches(frame_counts, max_batch: int, minimum: int = 32,
+                 max_batch_frames: int | None = None):
+  """Group item indices by bucket, longest first, in batches of at most max_batch items (and
+  max_batch_frames frames, see `batch_limit`).
 
   Returns [(bucket_frames, [item indices])]."""
   by_bucket: dict[int, list[int]] = {}
@@ -37,8 +48,9 @@ def plan_batches(frame_counts, max_batch: int, minimum: int = 32):
   plan = []
   for bucket in sorted(by_bucket, reverse=True):
     items = by_bucket[bucket]
-    for start in range(0, len(items), max_batch):
-      plan.append((bucket, items[start:start + max_batch]))
+    size = batch_limit(bucket, max_batch, max_batch_frames)
+    for start in range(0, len(items), size):
+      plan.append((bucket, items[start:start + size]))
   return plan
 
 

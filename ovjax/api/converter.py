@@ -31,10 +31,12 @@ class ToneColorConverter:
   """Moves speech into a reference speaker's tone colour (OpenVoice's converter, v1 or v2)."""
 
   def __init__(self, config: ConverterConfig, params, max_batch: int = 8, devices=None,
-               max_frames: int = 1536):
+               max_frames: int = 1536, max_batch_frames: int = 6144):
     self.config = config
-    # Longer inputs are converted in pieces of at most this many frames (bounded memory).
+    # Memory bounds: longer inputs are converted in pieces of at most max_frames frames, and a
+    # batch holds at most max_batch_frames frames (per device).
     self.max_frames = max_frames
+    self.max_batch_frames = max_batch_frames
     self.mesh = sharding.data_mesh(devices)
     self.n_devices = self.mesh.devices.size
     self.max_batch = max(max_batch, self.n_devices)
@@ -82,8 +84,11 @@ class ToneColorConverter:
     if pieces is None:
       pieces = [chunking.Piece(i, 0, len(w) // hop, 0, len(w) // hop) for i, w in enumerate(waves)]
     put = lambda x: sharding.shard_batch(x, self.mesh)
-    for bucket, idx in batching.plan_batches([p.frames for p in pieces], self.max_batch):
-      size = batching.bucket_batch(len(idx), self.max_batch, self.n_devices)
+    frames_cap = self.max_batch_frames * self.n_devices
+    for bucket, idx in batching.plan_batches([p.frames for p in pieces], self.max_batch,
+                                             max_batch_frames=frames_cap):
+      limit = batching.batch_limit(bucket, self.max_batch, frames_cap)
+      size = batching.bucket_batch(len(idx), max(limit, self.n_devices), self.n_devices)
       rows = [pieces[i] for i in idx] + [pieces[idx[0]]] * (size - len(idx))
       cut = [chunking.piece_samples(waves[p.item], p, hop, n_fft) for p in rows]
       audio, _ = batching.pad_batch([c[0] for c in cut], converter_model.input_width(bucket, self.config), size)
