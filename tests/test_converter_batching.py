@@ -108,3 +108,12 @@ def test_per_item_seeds_make_items_independent_of_their_batch(tcc, waves):
   for w, seed, out in zip(waves[:3], (11, 12, 13), batched):
     np.testing.assert_allclose(out, tcc.convert(w, src, tgt, tau=0.5, seed=seed), atol=1e-4, rtol=0)
   assert np.max(np.abs(batched[1] - tcc.convert(waves[1], src, tgt, tau=0.5, seed=99))) > 1e-4
+
+
+def test_batch_limit_bounds_frames_per_batch():
+  assert batching.batch_limit(256, 8, 6144) == 8
+  assert batching.batch_limit(1536, 8, 6144) == 4
+  assert batching.batch_limit(4096, 8, 6144) == 1
+  assert batching.batch_limit(1536, 8, None) == 8
+  plan = batching.plan_batches([1500] * 10 + [100] * 3, 8, max_batch_frames=6144)
+  assert [(b, len(items)) for b, items in plan] == [(1536, 4), (1536, 4), (1536, 2), (128, 3)]
