@@ -23,36 +23,16 @@ def register(subparsers, parents=()) -> None:
 
 
 def resolve_style(tts, style: str | None) -> str:
-  """The style to speak in ('default' unless given); an unknown one fails here, naming those
-  the model has, before any synthesis."""
-  if style is None:
-    style = "default" if "default" in tts.styles else tts.styles[0]
-  tts.speaker_id(style)  # TextError listing the model's styles.
-  return style
+  """The style to speak in; an unknown one fails here, naming the model's, before synthesis."""
+  return tts.resolve_style(style)
 
 
 def check_language(tts, language: str | None) -> str:
-  """The language to speak (the model's default unless given), checked against its front end.
-
-  `text_to_pieces` skips pieces its front end refuses, so a language the splitter knows but
-  the front end does not (French for the English/Chinese models) would surface only as
-  "nothing speakable"; ask the front end directly to name the real problem.
-  """
-  language = language or tts.default_language
-  from ovjax import text as text_frontend  # Deferred with the model: the front end is heavy.
-  if tts.config.frontend == "cjke":
-    try:
-      text_frontend.cjke_mark(language)
-    except TextError:
-      raise TextError(f"--language {language}: this model speaks English and Chinese only (cjke "
-                      "front end); `clone --base espeak:VOICE` speaks other languages") from None
-  else:
-    from ovjax.text import espeak
-    try:
-      espeak.resolve_language(language)
-    except TextError as e:
-      raise TextError(f"--language {language}: {e}") from None
-  return language
+  """The language to speak, checked against the model's front end (one line naming the flag)."""
+  try:
+    return tts.resolve_language(language)
+  except TextError as e:
+    raise TextError(f"--{e}" if str(e).startswith("language") else f"--language: {e}") from None
 
 
 def run(args) -> int:

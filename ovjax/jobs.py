@@ -472,8 +472,8 @@ class JobRunner:
         text_frontend.text_to_sequence(spec["text"], speaker.voice, frontend="espeak")
       spec["size"] = len(spec["text"])
     else:
-      spec["style"] = _resolve_style(self.base, spec["style"])
-      spec["language"] = _check_language(self.base, spec["language"])
+      spec["style"] = self.base.resolve_style(spec["style"])
+      spec["language"] = self.base.resolve_language(spec["language"])
       spec["pieces"] = self.base.text_to_pieces(spec["text"], spec["language"])
       spec["size"] = sum(len(p) for p in spec["pieces"])
 
@@ -711,25 +711,3 @@ class JobRunner:
     return out
 
 
-def _resolve_style(tts, style: str | None) -> str:
-  if style is None:
-    style = "default" if "default" in tts.styles else tts.styles[0]
-  tts.speaker_id(style)  # TextError listing the model's styles.
-  return style
-
-
-def _check_language(tts, language: str | None) -> str:
-  """The job's language (the model's default unless given), checked against its front end, so
-  that a language the front end lacks is not reported as "nothing speakable"."""
-  language = language or tts.default_language
-  from ovjax import text as text_frontend
-  if tts.config.frontend == "cjke":
-    try:
-      text_frontend.cjke_mark(language)
-    except TextError:
-      raise TextError(f"language {language!r}: this model speaks English and Chinese only (cjke "
-                      "front end); an espeak base speaks other languages") from None
-  else:
-    from ovjax.text import espeak
-    espeak.resolve_language(language)
-  return language

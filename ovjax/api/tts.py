@@ -66,6 +66,30 @@ class BaseSpeakerTTS:
   def default_language(self) -> str:
     return _DEFAULT_LANGUAGE[self.config.frontend]
 
+  def resolve_style(self, style: str | None) -> str:
+    """The style to speak in ('default' unless given); an unknown one is a TextError naming the
+    styles the model has."""
+    if style is None:
+      style = "default" if "default" in self.styles else self.styles[0]
+    self.speaker_id(style)
+    return style
+
+  def resolve_language(self, language: str | None) -> str:
+    """The language to speak (the model's default unless given), checked against the model's
+    front end, so a language it lacks is reported as such, not as "nothing speakable"."""
+    language = language or self.default_language
+    if self.config.frontend == "cjke":
+      try:
+        text_frontend.cjke_mark(language)
+      except TextError:
+        raise TextError(f"language {language!r}: this model speaks English and Chinese only "
+                        "(cjke front end); espeak-ng speaks other languages "
+                        "(`--base espeak:VOICE`)") from None
+    else:
+      from ovjax.text import espeak
+      espeak.resolve_language(language)
+    return language
+
   def speaker_id(self, style: str) -> int:
     ids = self.config.speaker_ids
     if style not in ids:
@@ -74,9 +98,7 @@ class BaseSpeakerTTS:
 
   def text_to_pieces(self, text: str, language: str | None = None) -> list[list[int]]:
     """Text -> the id sequences of its sentence pieces (the reference's splitting)."""
-    language = language or self.default_language
-    if self.config.frontend == "cjke":
-      text_frontend.cjke_mark(language)  # A wrong language is its own error, not "unspeakable".
+    language = self.resolve_language(language)
     pieces = text_frontend.split_sentences(text, language)
     out = []
     for piece in pieces:
