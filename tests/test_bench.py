@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from infer import bench
+from ovjax.cli import bench
 from ovjax import benchmark
 from ovjax.layers.conv import fold_weight_norm
 from ovjax.models import converter as converter_model

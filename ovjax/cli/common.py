@@ -1,4 +1,5 @@
-"""The `ovjax` subcommands, one small module each (`register(subparsers)` + `run(args) -> int`).
+"""Helpers shared by the `ovjax` subcommands (each a module of `ovjax.cli` with
+`register(subparsers)` + `run(args) -> int`).
 
 Nothing here imports JAX at module level: `ovjax --help` must stay instant, so the heavy
 imports (`ovjax.api`, `ovjax.checkpoint.store`) happen inside each `run`. The helpers below do

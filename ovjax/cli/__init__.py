@@ -1,4 +1,4 @@
-"""The `ovjax` command line: extract-se, convert, tts, clone, import-checkpoint, batch, bench.
+"""The `ovjax` command line (one module per subcommand in this package): extract-se, convert, tts, clone, import-checkpoint, batch, bench.
 
 Exit codes: 0 success; 1 bad input (an `OvjaxError`, reported as one line); 2 usage error
 (argparse); 3 internal error (a bug: one line, or a traceback with OVJAX_DEBUG=1); 130 interrupted.
@@ -23,7 +23,7 @@ import ovjax  # noqa: E402  (just __version__: no JAX)
 from ovjax.errors import OvjaxError  # noqa: E402
 
 # Only argument definitions are imported here; each command imports JAX inside its `run`.
-from infer import batch, bench, clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
+from ovjax.cli import batch, bench, clone, convert, extract_se, import_checkpoint, tts  # noqa: E402
 
 PROG = "ovjax"
 _COMMANDS = (extract_se, convert, tts, clone, import_checkpoint, batch, bench)
@@ -39,13 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
   # -q is also accepted after the command; SUPPRESS keeps the subparser's default from
   # overwriting a `ovjax -q convert ...`.
-  common = argparse.ArgumentParser(add_help=False)
-  common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+  shared = argparse.ArgumentParser(add_help=False)
+  shared.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                       help="print nothing but errors")
   subparsers = parser.add_subparsers(title="commands", dest="command", required=True,
                                      metavar="COMMAND")
   for command in _COMMANDS:
-    command.register(subparsers, parents=[common])
+    command.register(subparsers, parents=[shared])
   return parser
 
 

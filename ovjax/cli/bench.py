@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-import infer
+from ovjax.cli import common
 from ovjax.errors import OvjaxError
 
 _MODELS = ("converter", "tts")
@@ -60,7 +60,7 @@ def register(subparsers, parents=()) -> None:
   p.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
   p.add_argument("--batch-sizes", type=_batch_sizes, metavar="B,B,...",
                  help=f"default: {','.join(map(str, _FULL[0]))}")
-  p.add_argument("--seconds", type=infer.number_type(0, low_open=True),
+  p.add_argument("--seconds", type=common.number_type(0, low_open=True),
                  help=f"seconds of audio per converter item (default: {_FULL[1]:g})")
   p.add_argument("--repeats", type=_repeats,
                  help=f"timed runs per case, after one warm-up; the median is reported "
@@ -93,8 +93,8 @@ def _finite(value):
 
 
 def run(args) -> int:
-  progress = infer.Progress(args)
-  out = None if args.json is None else infer.check_output_file(args.json, ".json", "--json")
+  progress = common.Progress(args)
+  out = None if args.json is None else common.check_output_file(args.json, ".json", "--json")
   for flag, path in (("--converter-config", args.converter_config),
                      ("--tts-config", args.tts_config)):
     if path is not None and not Path(path).is_file():
