@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ from ovjax import batching, sharding
 from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
                           converter_config_from_official, read_json)
 from ovjax.errors import OvjaxError
+from ovjax.layers.conv import fold_weight_norm
 from ovjax.models import base_tts as tts_model
 from ovjax.models import converter as converter_model
 
@@ -87,43 +88,9 @@ def cast_floating(tree, dtype):
 
 
 def random_params(config, seed: int = 0):
-  """Random inference parameters (NumPy, weight norm already folded) for a converter or base TTS
-  config, at the scales of the layers' own initialisers.
-
-  Drawn from the parameter shapes in NumPy rather than by `init`: `init` traces and compiles (or
-  dispatches op by op) the whole model, close to a minute even for the small test models on two
-  cores. Kernels are N(0, 1/fan_in) everywhere, including the layers `init` zeroes (the flows'
-  and spline projections), so no flow is an identity, as in a trained model.
-  """
+  """The model's own `init` (training layout, NumPy), folded for inference."""
   model = converter_model if isinstance(config, ConverterConfig) else tts_model
-  rng = np.random.default_rng(seed)
-  return _random_tree(model.param_shapes(config), rng)
-
-
-_ONES = ("gamma", "scale")
-_ZEROS = ("bias", "beta", "m", "logs", "bias_ih", "bias_hh")
-
-
-def _random_tree(shapes, rng):
-  out = {}
-  for name, value in shapes.items():
-    if isinstance(value, Mapping):
-      out[name] = _random_tree(value, rng)
-    elif name != "weight_g":  # A weight-normed pair folds to one kernel shaped like weight_v.
-      out["kernel" if name == "weight_v" else name] = _random_leaf(name, value.shape, rng)
-  return out
-
-
-def _random_leaf(name: str, shape, rng) -> np.ndarray:
-  if name in _ONES:
-    return np.ones(shape, np.float32)
-  if name in _ZEROS:
-    return np.zeros(shape, np.float32)
-  if name == "embedding" or name.startswith("emb_rel"):
-    std = shape[-1]**-0.5  # Both initialisers in the model: N(0, 1/features).
-  else:
-    std = math.prod(shape[:-1] if len(shape) > 1 else shape)**-0.5  # Kernels [..., in, out].
-  return (rng.standard_normal(shape, np.float32) * std).astype(np.float32)
+  return fold_weight_norm(model.init_params(config, jax.random.key(seed)))
 
 
 def param_bytes(params) -> int:
@@ -399,7 +366,7 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
   to end. Noise scales are 0, so the durations (and the bucket) are the same on every call."""
   mesh = sharding.data_mesh() if mesh is None else mesh
   devices = list(mesh.devices.flat)
-  hop, rate = config.decoder.hop_length, config.decoder.sampling_rate
+  hop, rate = config.vits.hop_length, config.vits.sampling_rate
   sequence = tts_sequence(config, text)
   with _Memory(devices) as memory:
     put = lambda x: sharding.shard_batch(x, mesh)

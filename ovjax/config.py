@@ -15,11 +15,21 @@ from ovjax.errors import CheckpointError
 
 @dataclasses.dataclass(frozen=True)
 class ConverterConfig:
-  """The tone-colour converter (OpenVoice `SynthesizerTrn` with n_speakers = 0)."""
+  """The tone-colour converter (OpenVoice `SynthesizerTrn` with n_speakers = 0).
+
+  Also the part of a base speaker TTS config that both models share (`BaseTTSConfig.vits`): audio,
+  posterior encoder, flow, HiFi-GAN and the text encoder's hyper-parameters. The converter's text
+  encoder (over `text_symbols`, IPA from espeak-ng) exists only in training; inference never loads it.
+  """
   sampling_rate: int = 22050
   filter_length: int = 1024
   hop_length: int = 256
   win_length: int = 1024
+  # The training loss's log-mel (VITS' data.n_mel_channels, mel_fmin, mel_fmax; fmax None = sr/2).
+  n_mel_channels: int = 80
+  mel_fmin: float = 0.0
+  mel_fmax: float | None = None
+  add_blank: bool = True
   inter_channels: int = 192
   hidden_channels: int = 192
   resblock: str = "1"
@@ -31,6 +41,13 @@ class ConverterConfig:
   gin_channels: int = 256
   zero_g: bool = False
   version: str = "v1"
+  # Text encoder (the base TTS's enc_p; the converter's training-only IPA encoder).
+  filter_channels: int = 768
+  n_heads: int = 2
+  n_layers: int = 6
+  kernel_size: int = 3
+  p_dropout: float = 0.1
+  text_symbols: tuple[str, ...] = ()  # The converter's IPA table (config key `ipa_symbols`).
   # Fixed in the reference's code rather than its config.
   posterior_layers: int = 16
   posterior_kernel_size: int = 5
@@ -66,6 +83,11 @@ class ConverterConfig:
       raise CheckpointError("config: inter_channels must be even (the flow splits it in halves)")
     return self
 
+  @property
+  def segment_frames(self) -> int:
+    """Frames in VITS' training segment of 8192 samples at hop 256 (32 frames)."""
+    return 8192 // self.hop_length
+
   def to_official(self) -> dict[str, Any]:
     """The official config.json layout (what `from_official` reads)."""
     cfg = {
@@ -74,16 +96,19 @@ class ConverterConfig:
     }
     if self.version != "v1":
       cfg["_version_"] = self.version
+    if self.text_symbols:
+      cfg["ipa_symbols"] = list(self.text_symbols)
     return cfg
 
 
-_DATA_KEYS = ("sampling_rate", "filter_length", "hop_length", "win_length")
-_MODEL_KEYS = ("inter_channels", "hidden_channels", "resblock", "resblock_kernel_sizes",
+_DATA_KEYS = ("sampling_rate", "filter_length", "hop_length", "win_length", "n_mel_channels",
+              "mel_fmin", "mel_fmax", "add_blank")
+_MODEL_KEYS = ("inter_channels", "hidden_channels", "filter_channels", "n_heads", "n_layers",
+               "kernel_size", "p_dropout", "resblock", "resblock_kernel_sizes",
                "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
                "upsample_kernel_sizes", "gin_channels")
 # Present in official configs, used only by training-time or dead code of the reference.
-_IGNORED_MODEL_KEYS = {"filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout",
-                       "n_layers_q", "use_spectral_norm", "n_layers_trans_flow",
+_IGNORED_MODEL_KEYS = {"n_layers_q", "use_spectral_norm", "n_layers_trans_flow",
                        "contentvec_final_proj", "use_transformer_flow", "use_sdp",
                        "use_noise_scaled_mas", "use_mel_posterior_encoder",
                        "use_duration_discriminator"}
@@ -102,15 +127,20 @@ def _tuplify(v):
 
 
 def _typed(name: str, value, default):
-  """Check `value` has the type of the field's default (ints stay ints, lists become tuples)."""
+  """Check `value` has the type of the field's default (ints stay ints, lists become tuples,
+  floats accept ints; a None default (optional float) accepts None or a number)."""
   value = _tuplify(value)
+  number = isinstance(value, (int, float)) and not isinstance(value, bool)
   ok = (isinstance(value, bool) if isinstance(default, bool) else
         isinstance(value, int) and not isinstance(value, bool) if isinstance(default, int) else
+        number if isinstance(default, float) else
+        value is None or number if default is None else
         isinstance(value, str) if isinstance(default, str) else
         isinstance(value, tuple) if isinstance(default, tuple) else True)
   if not ok:
-    raise CheckpointError(f"config: {name} should be {type(default).__name__}, got {value!r}")
-  return value
+    kind = "number" if default is None else type(default).__name__
+    raise CheckpointError(f"config: {name} should be {kind}, got {value!r}")
+  return float(value) if number and isinstance(default, float) else value
 
 
 def _sections(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -129,6 +159,11 @@ def converter_config_from_official(cfg: dict[str, Any]) -> ConverterConfig:
   if data.get("n_speakers", 0) != 0:
     raise CheckpointError(f"config: n_speakers is {data.get('n_speakers')}: this is a base "
                           "speaker TTS config, not a tone-colour converter")
+  return ConverterConfig(**_vits_fields(cfg, data, model)).validate()
+
+
+def _vits_fields(cfg, data, model) -> dict[str, Any]:
+  """The ConverterConfig fields of an official config (both kinds share them)."""
   defaults = ConverterConfig()
   kwargs = {}
   for key in _DATA_KEYS:
@@ -140,7 +175,12 @@ def converter_config_from_official(cfg: dict[str, Any]) -> ConverterConfig:
     elif key not in _IGNORED_MODEL_KEYS:
       raise CheckpointError(f"config: unknown model key {key!r}")
   kwargs["version"] = str(cfg.get("_version_", "v1"))
-  return ConverterConfig(**kwargs).validate()
+  symbols = cfg.get("ipa_symbols")
+  if symbols is not None:
+    if not isinstance(symbols, list) or not all(isinstance(x, str) for x in symbols):
+      raise CheckpointError("config: 'ipa_symbols' must be a list of strings")
+    kwargs["text_symbols"] = tuple(symbols)
+  return kwargs
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -157,25 +197,25 @@ def read_json(path: Path) -> dict[str, Any]:
 class BaseTTSConfig:
   """The VITS base speaker TTS (OpenVoice `SynthesizerTrn` with n_speakers > 0).
 
-  `decoder` holds the parts it shares with the converter (posterior encoder, flow, HiFi-GAN).
+  `vits` holds what it shares with the converter (audio, posterior encoder, flow, HiFi-GAN, text
+  encoder hyper-parameters).
   """
-  decoder: ConverterConfig
+  vits: ConverterConfig
   n_vocab: int
   n_speakers: int
   symbols: tuple[str, ...]
   speakers: tuple[tuple[str, int], ...]
   text_cleaners: tuple[str, ...] = ("cjke_cleaners2",)
-  add_blank: bool = True
-  filter_channels: int = 768
-  n_heads: int = 2
-  n_layers: int = 6
-  kernel_size: int = 3
-  p_dropout: float = 0.1
   # Fixed in the reference's code rather than its config.
   dp_filter_channels: int = 256
   dp_kernel_size: int = 3
+  dp_p_dropout: float = 0.5  # Both duration predictors' dropout (config key `dp_p_dropout`).
   sdp_kernel_size: int = 3
   sdp_n_flows: int = 4
+
+  @property
+  def add_blank(self) -> bool:
+    return self.vits.add_blank
 
   @property
   def speaker_ids(self) -> dict[str, int]:
@@ -187,13 +227,13 @@ class BaseTTSConfig:
     return "espeak" if "espeak" in self.text_cleaners else "cjke"
 
   def to_official(self) -> dict[str, Any]:
-    cfg = self.decoder.to_official()
+    cfg = self.vits.to_official()
     cfg["data"].update(n_speakers=self.n_speakers, text_cleaners=list(self.text_cleaners),
-                       add_blank=self.add_blank, cleaned_text=True)
+                       cleaned_text=True)
     cfg["model"].pop("zero_g", None)
-    cfg["model"].update(filter_channels=self.filter_channels, n_heads=self.n_heads,
-                        n_layers=self.n_layers, kernel_size=self.kernel_size,
-                        p_dropout=self.p_dropout)
+    if self.dp_p_dropout != 0.5:
+      cfg["model"]["dp_p_dropout"] = self.dp_p_dropout
+    cfg.pop("ipa_symbols", None)
     cfg["symbols"] = list(self.symbols)
     cfg["speakers"] = dict(self.speakers)
     return cfg
@@ -214,25 +254,13 @@ def base_tts_config_from_official(cfg: dict[str, Any]) -> BaseTTSConfig:
   if not isinstance(speakers, dict) or not all(
       isinstance(v, int) and 0 <= v < n_speakers for v in speakers.values()):
     raise CheckpointError(f"config: 'speakers' must map style names to ids below {n_speakers}")
-  defaults = BaseTTSConfig(decoder=ConverterConfig(), n_vocab=1, n_speakers=1, symbols=(),
-                           speakers=())
-  tts_keys = ("filter_channels", "n_heads", "n_layers", "kernel_size", "p_dropout")
+  model = dict(model)
   tts_kwargs = {}
-  for key in tts_keys:
-    if key in model:
-      value = model[key]
-      if key == "p_dropout":
-        if not isinstance(value, (int, float)):
-          raise CheckpointError(f"config: model.p_dropout should be a number, got {value!r}")
-        value = float(value)
-      else:
-        value = _typed(f"model.{key}", value, getattr(defaults, key))
-      tts_kwargs[key] = value
-  decoder_cfg = {"data": {k: v for k, v in data.items() if k in _DATA_KEYS},
-                 "model": {k: v for k, v in model.items() if k not in tts_keys}}
-  decoder = converter_config_from_official(decoder_cfg)
+  if "dp_p_dropout" in model:
+    tts_kwargs["dp_p_dropout"] = _typed("model.dp_p_dropout", model.pop("dp_p_dropout"), 0.5)
+  vits = ConverterConfig(**_vits_fields({k: v for k, v in cfg.items() if k != "ipa_symbols"},
+                                        data, model)).validate()
   cleaners = data.get("text_cleaners", ["cjke_cleaners2"])
   return BaseTTSConfig(
-      decoder=decoder, n_vocab=len(symbols), n_speakers=n_speakers, symbols=tuple(symbols),
-      speakers=tuple(speakers.items()), text_cleaners=tuple(cleaners),
-      add_blank=bool(data.get("add_blank", True)), **tts_kwargs)
+      vits=vits, n_vocab=len(symbols), n_speakers=n_speakers, symbols=tuple(symbols),
+      speakers=tuple(speakers.items()), text_cleaners=tuple(cleaners), **tts_kwargs)

@@ -72,7 +72,7 @@ def test_infer_z_and_audio(base, s):
   stage1 = model.apply(params, ids, lengths, sid, jnp.zeros((1, ids.shape[1], 2)), 0.0, 0.2, 1.0,
                        method=Model.predict_durations)
   frames = golden[f"{s}_z"].shape[1]
-  audio, z = model.apply(params, *stage1, sid, jnp.zeros((1, frames, config.decoder.inter_channels)),
+  audio, z = model.apply(params, *stage1, sid, jnp.zeros((1, frames, config.vits.inter_channels)),
                          0.0, method=Model.synthesize)
   assert err(z[0].T, golden[f"{s}_z"]) < TOL
   assert err(audio[0], golden[f"{s}_audio"]) < TOL

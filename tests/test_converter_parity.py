@@ -64,7 +64,8 @@ def test_posterior_encoder(case):
   config, params, golden = case
   spec, lengths = spec_of(golden, "src")
   mask = jnp.ones((1, spec.shape[1], 1))
-  m, logs = Model(config).apply(params, spec, mask, se_of(golden, "src"), method=Model.posterior)
+  m, logs = Model(config).apply(params, spec, mask, se_of(golden, "src")[:, None, :],
+                                method=Model.posterior)
   assert err(m[0].T, golden["enc_q_m"]) < TOL
   assert err(logs[0].T, golden["enc_q_logs"]) < TOL
 
@@ -102,8 +103,8 @@ def test_decoder(case):
   config, params, golden = case
   z = jnp.asarray(golden["dec_in"].T[None])
   # v2 (zero_g) decodes unconditioned here; v1 with the target embedding.
-  se = None if config.zero_g else se_of(golden, "tgt")
-  out = Model(config).apply(params, z, jnp.ones((1, z.shape[1], 1)), se, method=Model.decode)
+  g = None if config.zero_g else se_of(golden, "tgt")[:, None, :]
+  out = Model(config).apply(params, z, jnp.ones((1, z.shape[1], 1)), g, method=Model.decode)
   assert err(out[0], golden["dec_out"]) < TOL
 
 
@@ -155,5 +156,5 @@ def test_tau_path_with_injected_noise(case):
   z_p_again, _ = model.apply(params, expected_z, mask, se_of(golden, "src")[:, None, :],
                              method=lambda m, *a, **k: m.flow(*a, **k))
   assert err(z_p, z_p_again) < TOL
-  dec = model.apply(params, z_hat, mask, se_of(golden, "tgt"), method=Model.decode)
+  dec = model.apply(params, z_hat, mask, se_of(golden, "tgt")[:, None, :], method=Model.decode)
   assert err(audio, dec) < TOL

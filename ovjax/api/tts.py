@@ -56,7 +56,7 @@ class BaseSpeakerTTS:
 
   @property
   def sampling_rate(self) -> int:
-    return self.config.decoder.sampling_rate
+    return self.config.vits.sampling_rate
 
   @property
   def styles(self) -> list[str]:
@@ -118,7 +118,7 @@ class BaseSpeakerTTS:
     fold_in(key(seed), i)) or one seed path per item (see `batching.item_keys`)."""
     _check_speed(speed)
     sid = self.speaker_id(style)
-    hop = self.config.decoder.hop_length
+    hop = self.config.vits.hop_length
     all_keys = batching.item_keys(seed, len(sequences))
     outputs: list[np.ndarray | None] = [None] * len(sequences)
     plan = batching.plan_batches([len(s) for s in sequences], self.max_batch, minimum=16)
@@ -187,7 +187,7 @@ class BaseSpeakerTTS:
 
   def source_se(self, style: str) -> np.ndarray | None:
     f = self.tone_color_file(style)
-    return None if f is None else load_tone_color(f, self.config.decoder.gin_channels)
+    return None if f is None else load_tone_color(f, self.config.vits.gin_channels)
 
 
 class EspeakSpeaker:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
+from ovjax.layers import init
 from ovjax.layers.conv import Conv1d
 from ovjax.layers.norm import ChannelLayerNorm
 
@@ -53,13 +54,13 @@ class RelativeMultiHeadAttention(nn.Module):
     b, t, _ = x.shape
     h, w = self.n_heads, self.window_size
     d_k = self.channels // h
-    qkv_init = nn.initializers.xavier_uniform()
+    qkv_init = init.xavier_uniform(self.channels, self.channels)  # As the reference (1x1 convs).
     split = lambda y: y.reshape(b, t, h, d_k).transpose(0, 2, 1, 3)  # -> [B, H, T, d_k]
     q = split(Conv1d(self.channels, 1, kernel_init=qkv_init, name="conv_q")(x)) / math.sqrt(d_k)
     k = split(Conv1d(self.channels, 1, kernel_init=qkv_init, name="conv_k")(x))
     v = split(Conv1d(self.channels, 1, kernel_init=qkv_init, name="conv_v")(x))
     # PyTorch's shape [1, 2w+1, d_k] (the leading 1: one table shared by the heads).
-    rel_init = nn.initializers.normal(stddev=d_k**-0.5)
+    rel_init = init.Normal(d_k**-0.5)
     emb_rel_k = self.param("emb_rel_k", rel_init, (1, 2 * w + 1, d_k))[0].astype(x.dtype)
     emb_rel_v = self.param("emb_rel_v", rel_init, (1, 2 * w + 1, d_k))[0].astype(x.dtype)
 

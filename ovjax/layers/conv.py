@@ -16,7 +16,17 @@ from jax import lax
 import flax.linen as nn
 import numpy as np
 
-default_kernel_init = nn.initializers.lecun_normal()
+from ovjax.layers import init
+
+
+def default_kernel_init(key, shape, dtype=jnp.float32):
+  """PyTorch's default weight init for a kernel whose last axis is the output ([..., I, O])."""
+  return init.torch_default(int(np.prod(shape[:-1])))(key, shape, dtype)
+
+
+def _bias(module: nn.Module, features: int, fan_in: int, bias_init):
+  bias_init = init.torch_default(fan_in) if bias_init is None else bias_init
+  return module.param("bias", bias_init, (features,))
 
 
 def weight_norm_kernel(v: jax.Array, g: jax.Array) -> jax.Array:
@@ -32,9 +42,7 @@ def _kernel(module: nn.Module, shape, weight_norm: bool, g_axis: int, kernel_ini
   """The layer's effective kernel: plain, folded, or g * v / ||v|| with one g along `g_axis`."""
   if weight_norm and not module.has_variable("params", "kernel"):
     v = module.param("weight_v", kernel_init, shape)
-    axes = tuple(a for a in range(len(shape)) if a != g_axis)
-    # Initialised to ||v||, so the layer starts out equal to its plain-conv counterpart.
-    g = module.param("weight_g", lambda _: jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True)))
+    g = module.param("weight_g", init.Norm(tuple(a for a in range(len(shape)) if a != g_axis)), v)
     return weight_norm_kernel(v, g)
   return module.param("kernel", kernel_init, shape)
 
@@ -46,9 +54,11 @@ class Conv1d(nn.Module):
   dilation: int = 1
   padding: int | None = None
   groups: int = 1
+  stride: int = 1
   use_bias: bool = True
   weight_norm: bool = False
   kernel_init: nn.initializers.Initializer = default_kernel_init
+  bias_init: nn.initializers.Initializer | None = None  # None: PyTorch's default for this layer
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -56,11 +66,11 @@ class Conv1d(nn.Module):
     kernel = _kernel(self, shape, self.weight_norm, 2, self.kernel_init)
     pad = self.dilation * (self.kernel_size - 1) // 2 if self.padding is None else self.padding
     y = lax.conv_general_dilated(
-        x, kernel.astype(x.dtype), window_strides=(1,), padding=[(pad, pad)],
+        x, kernel.astype(x.dtype), window_strides=(self.stride,), padding=[(pad, pad)],
         rhs_dilation=(self.dilation,), dimension_numbers=("NWC", "WIO", "NWC"),
         feature_group_count=self.groups)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+      y = y + _bias(self, self.features, shape[0] * shape[1], self.bias_init).astype(x.dtype)
     return y
 
 
@@ -103,14 +113,18 @@ class ConvTranspose1d(nn.Module):
   padding: int = 0
   use_bias: bool = True
   weight_norm: bool = False
-  kernel_init: nn.initializers.Initializer = default_kernel_init
+  kernel_init: nn.initializers.Initializer | None = None  # None: PyTorch's default
+  bias_init: nn.initializers.Initializer | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     assert self.kernel_size - self.stride == 2 * self.padding, "only length-exact upsampling"
     shape = (self.kernel_size, x.shape[-1], self.features)
+    # PyTorch computes a transposed conv's fan-in from its [I, O, K] weight's dim 1: O * K.
+    fan_in = self.kernel_size * self.features
+    kernel_init = init.torch_default(fan_in) if self.kernel_init is None else self.kernel_init
     # PyTorch's weight norm is over dim 0 of [I, O, K]: one g per *input* channel.
-    kernel = _kernel(self, shape, self.weight_norm, 1, self.kernel_init)
+    kernel = _kernel(self, shape, self.weight_norm, 1, kernel_init)
     j_lo, j_hi = _polyphase_taps(self.kernel_size, self.stride, self.padding)
     y = lax.conv_general_dilated(
         x, polyphase_kernel(kernel, self.stride, self.padding).astype(x.dtype),
@@ -118,7 +132,7 @@ class ConvTranspose1d(nn.Module):
     b, t, _ = y.shape
     y = y.reshape(b, t * self.stride, self.features)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+      y = y + _bias(self, self.features, fan_in, self.bias_init).astype(x.dtype)
     return y
 
 
@@ -131,6 +145,7 @@ class Conv2d(nn.Module):
   use_bias: bool = True
   weight_norm: bool = False
   kernel_init: nn.initializers.Initializer = default_kernel_init
+  bias_init: nn.initializers.Initializer | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -140,7 +155,8 @@ class Conv2d(nn.Module):
         x, kernel.astype(x.dtype), window_strides=self.strides,
         padding=[(p, p) for p in self.padding], dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+      fan_in = int(np.prod(shape[:-1]))
+      y = y + _bias(self, self.features, fan_in, self.bias_init).astype(x.dtype)
     return y
 
 

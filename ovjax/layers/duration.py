@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
 from ovjax.layers.conv import Conv1d
 from ovjax.layers.norm import ChannelLayerNorm
 from ovjax.layers.spline import rational_quadratic_spline
@@ -48,8 +49,8 @@ class ElementwiseAffine(nn.Module):
 
   @nn.compact
   def __call__(self, x, mask, reverse: bool = False):
-    m = self.param("m", nn.initializers.zeros, (self.channels,))
-    logs = self.param("logs", nn.initializers.zeros, (self.channels,))
+    m = self.param("m", init.zeros, (self.channels,))
+    logs = self.param("logs", init.zeros, (self.channels,))
     if reverse:
       return (x - m) * jnp.exp(-logs) * mask, -jnp.sum(logs * mask, axis=(1, 2))
     return (m + jnp.exp(logs) * x) * mask, jnp.sum(logs * mask, axis=(1, 2))
@@ -72,8 +73,8 @@ class ConvFlow(nn.Module):
     h = Conv1d(self.filter_channels, 1, name="pre")(x0)
     h = DDSConv(self.filter_channels, self.kernel_size, self.n_layers, name="convs")(h, mask, g)
     # Zero-initialised so that a new flow starts as the identity.
-    h = Conv1d(half * (3 * self.num_bins - 1), 1, kernel_init=nn.initializers.zeros,
-               name="proj")(h) * mask
+    h = Conv1d(half * (3 * self.num_bins - 1), 1, kernel_init=init.zeros,
+               bias_init=init.zeros, name="proj")(h) * mask
     # PyTorch's channel c * (3K - 1) + j -> [..., c, j].
     h = h.reshape(*h.shape[:-1], half, 3 * self.num_bins - 1)
     k, scale = self.num_bins, math.sqrt(self.filter_channels)

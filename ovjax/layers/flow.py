@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
 from ovjax.layers.conv import Conv1d
 from ovjax.layers.wavenet import WaveNet
 
@@ -30,8 +31,8 @@ class ResidualCouplingLayer(nn.Module):
     h = WaveNet(self.hidden_channels, self.kernel_size, self.dilation_rate, self.n_layers,
                 self.gin_channels, self.p_dropout, name="enc")(h, mask, g, deterministic)
     # Zero-initialised so that a new flow starts as the identity.
-    stats = Conv1d(half * (1 if self.mean_only else 2), 1, kernel_init=nn.initializers.zeros,
-                   name="post")(h) * mask
+    stats = Conv1d(half * (1 if self.mean_only else 2), 1, kernel_init=init.zeros,
+                   bias_init=init.zeros, name="post")(h) * mask
     if self.mean_only:
       m, logs = stats, jnp.zeros_like(stats)
     else:

@@ -10,11 +10,15 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
 from ovjax.layers.conv import Conv1d, ConvTranspose1d
 from ovjax.layers.masks import upsample_mask
 
 LRELU_SLOPE = 0.1
-_resblock_init = nn.initializers.normal(0.01)
+# HiFi-GAN's init_weights: N(0, 0.01) for the upsampling and resblock kernels (biases keep
+# PyTorch's default). (In PyTorch this lands on the weight tensor that weight norm recomputes from
+# g and v before every forward, so there it is overwritten; we apply it to v, as intended.)
+_resblock_init = init.Normal(0.01)
 
 
 class ResBlock1(nn.Module):
@@ -42,12 +46,17 @@ class Generator(nn.Module):
   resblock_dilation_sizes: Sequence[Sequence[int]]
   upsample_rates: Sequence[int]
   upsample_kernel_sizes: Sequence[int]
+  gin_channels: int = 0
 
   @nn.compact
   def __call__(self, x, mask, g=None):
     x = Conv1d(self.upsample_initial_channel, 7, name="conv_pre")(x * mask)
-    if g is not None:  # g=None: unconditioned (the cond layer is skipped, bias included).
-      x = x + Conv1d(self.upsample_initial_channel, 1, name="cond")(g)
+    if self.gin_channels > 0:
+      cond = Conv1d(self.upsample_initial_channel, 1, name="cond")
+      if g is not None:  # g=None: unconditioned (the cond layer is skipped, bias included).
+        x = x + cond(g)
+      elif self.is_initializing():
+        cond(jnp.zeros((1, 1, self.gin_channels), x.dtype))
     n_kernels = len(self.resblock_kernel_sizes)
     for i, (rate, k) in enumerate(zip(self.upsample_rates, self.upsample_kernel_sizes)):
       ch = self.upsample_initial_channel // (2**(i + 1))

@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
+
 
 class GRU(nn.Module):
   """Single-layer unidirectional GRU, h0 = 0; returns each item's state at its last valid step.
@@ -17,9 +19,7 @@ class GRU(nn.Module):
   def __call__(self, x, lengths):
     """x: [B, T, I], lengths: [B] -> final hidden state [B, H]."""
     h_size = self.hidden_size
-    bound = 1.0 / jnp.sqrt(h_size)
-    init = nn.initializers.uniform(2 * bound)
-    shifted = lambda key, shape: init(key, shape) - bound  # U(-1/sqrt(H), 1/sqrt(H)), as PyTorch
+    shifted = init.Uniform(1.0 / h_size**0.5)  # U(-1/sqrt(H), 1/sqrt(H)), as PyTorch
     w_ih = self.param("weight_ih", shifted, (x.shape[-1], 3 * h_size))
     w_hh = self.param("weight_hh", shifted, (h_size, 3 * h_size))
     b_ih = self.param("bias_ih", shifted, (3 * h_size,))

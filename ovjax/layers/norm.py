@@ -3,6 +3,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
+
 
 class ChannelLayerNorm(nn.Module):
   """Normalise each frame over its channels; parameters `gamma`, `beta` as in the reference."""
@@ -11,8 +13,8 @@ class ChannelLayerNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
-    gamma = self.param("gamma", nn.initializers.ones, (c,))
-    beta = self.param("beta", nn.initializers.zeros, (c,))
+    gamma = self.param("gamma", init.ones, (c,))
+    beta = self.param("beta", init.zeros, (c,))
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     return (x - mean) * jax.lax.rsqrt(var + self.eps) * gamma + beta

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
 from ovjax.layers.conv import Conv2d
 from ovjax.layers.gru import GRU
 from ovjax.layers.masks import sequence_mask
@@ -26,7 +27,8 @@ class ReferenceEncoder(nn.Module):
   def __call__(self, spec, lengths):
     x = spec
     if self.layernorm:
-      x = nn.LayerNorm(epsilon=1e-5, name="layernorm")(x)
+      x = nn.LayerNorm(epsilon=1e-5, scale_init=init.ones, bias_init=init.zeros,
+                       name="layernorm")(x)
     x = x[..., None]  # [B, T, F, 1]: time is height, frequency width.
     for i, features in enumerate(self.filters):
       x = x * sequence_mask(lengths, x.shape[1], x.dtype)[..., None]
@@ -37,4 +39,6 @@ class ReferenceEncoder(nn.Module):
     # The reference flattens channel-major (index = channel * F + freq).
     x = jnp.transpose(x, (0, 1, 3, 2)).reshape(b, t, c * f)
     h = GRU(self.gru_size, name="gru")(x, lengths)
-    return nn.Dense(self.gin_channels, name="proj")(h)
+    fan_in = h.shape[-1]
+    return nn.Dense(self.gin_channels, kernel_init=init.torch_default(fan_in),
+                    bias_init=init.torch_default(fan_in), name="proj")(h)

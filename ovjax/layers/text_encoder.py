@@ -4,6 +4,7 @@ import math
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax.layers import init
 from ovjax.layers.attention import Encoder
 from ovjax.layers.conv import Conv1d
 from ovjax.layers.masks import sequence_mask
@@ -27,7 +28,7 @@ class TextEncoder(nn.Module):
   @nn.compact
   def __call__(self, ids, lengths, deterministic: bool = True):
     emb = nn.Embed(self.n_vocab, self.hidden_channels,
-                   embedding_init=nn.initializers.normal(stddev=self.hidden_channels**-0.5),
+                   embedding_init=init.Normal(self.hidden_channels**-0.5),
                    name="emb")
     # The sqrt(hidden) scale undoes the small init, as in the reference.
     x = emb(ids) * math.sqrt(self.hidden_channels)

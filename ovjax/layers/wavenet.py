@@ -22,10 +22,14 @@ class WaveNet(nn.Module):
   def __call__(self, x, mask, g=None, deterministic: bool = True):
     h_ch = self.hidden_channels
     conditioned = self.gin_channels > 0 and g is not None
-    if conditioned:
+    if self.gin_channels > 0:
       # One 1x1 conv yields every layer's conditioning; applied even to a zero g (v2 zero_g),
-      # because its bias still shifts the gates.
-      g_all = Conv1d(2 * h_ch * self.n_layers, 1, weight_norm=True, name="cond_layer")(g)
+      # because its bias still shifts the gates. The layer exists whenever the config says so.
+      cond_layer = Conv1d(2 * h_ch * self.n_layers, 1, weight_norm=True, name="cond_layer")
+      if conditioned:
+        g_all = cond_layer(g)
+      elif self.is_initializing():
+        cond_layer(jnp.zeros((1, 1, self.gin_channels), x.dtype))
     output = jnp.zeros_like(x)
     for i in range(self.n_layers):
       h = Conv1d(2 * h_ch, self.kernel_size, dilation=self.dilation_rate**i, weight_norm=True,

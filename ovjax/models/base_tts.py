@@ -16,10 +16,12 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from ovjax.config import BaseTTSConfig
+from ovjax.layers import init
+from ovjax.layers.init import fast_init
 from ovjax.layers.duration import DurationPredictor, StochasticDurationPredictor
 from ovjax.layers.masks import sequence_mask
 from ovjax.layers.text_encoder import TextEncoder
-from ovjax.models.converter import vits_core
+from ovjax.models.vits import VitsCore
 
 
 def item_noise(keys, shape, dtype=jnp.float32):
@@ -41,20 +43,26 @@ def generate_path(durations, x_mask, y_mask):
   return path.astype(y_mask.dtype) * y_mask * x_mask[:, None, :, 0]
 
 
-class BaseSpeakerTTSModel(nn.Module):
+class BaseSpeakerTTSModel(VitsCore):
   config: BaseTTSConfig
 
+  @property
+  def vits_config(self):
+    return self.config.vits
+
   def setup(self):
-    c, d = self.config, self.config.decoder
-    self.enc_p = TextEncoder(c.n_vocab, d.inter_channels, d.hidden_channels, c.filter_channels,
-                             c.n_heads, c.n_layers, c.kernel_size, c.p_dropout)
-    self.enc_q, self.flow, self.dec = vits_core(d)
+    c, v = self.config, self.config.vits
+    self.setup_core()
+    self.enc_p = TextEncoder(c.n_vocab, v.inter_channels, v.hidden_channels, v.filter_channels,
+                             v.n_heads, v.n_layers, v.kernel_size, v.p_dropout)
     # The reference forces the SDP's filter channels to its input width.
-    self.sdp = StochasticDurationPredictor(d.hidden_channels, d.hidden_channels, c.sdp_kernel_size,
-                                           0.5, c.sdp_n_flows, d.gin_channels)
-    self.dp = DurationPredictor(d.hidden_channels, c.dp_filter_channels, c.dp_kernel_size, 0.5,
-                                d.gin_channels)
-    self.emb_g = nn.Embed(c.n_speakers, d.gin_channels)
+    self.sdp = StochasticDurationPredictor(v.hidden_channels, v.hidden_channels, c.sdp_kernel_size,
+                                           c.dp_p_dropout, c.sdp_n_flows, v.gin_channels)
+    self.dp = DurationPredictor(v.hidden_channels, c.dp_filter_channels, c.dp_kernel_size,
+                                c.dp_p_dropout, v.gin_channels)
+    # PyTorch's nn.Embedding starts at N(0, 1).
+    self.emb_g = nn.Embed(c.n_speakers, v.gin_channels,
+                          embedding_init=init.Normal(1.0))
 
   def __call__(self, ids, lengths, spec, spec_lengths, sid):
     """Touches every parameter (for init): text, durations, posterior, flow, decoder."""
@@ -63,9 +71,9 @@ class BaseSpeakerTTSModel(nn.Module):
     noise = jnp.zeros((*ids.shape, 2))
     logw = self.log_durations(h, x_mask, g, noise, 0.0, 0.5)
     y_mask = sequence_mask(spec_lengths, spec.shape[1], spec.dtype)
-    m_q, _ = self.enc_q(spec, y_mask, g)
-    z_p, _ = self.flow(m_q, y_mask, g)
-    return self.dec(z_p, y_mask, g), logw
+    m_q, _ = self.posterior(spec, y_mask, g)
+    z_p = self.flow_forward(m_q, y_mask, g)
+    return self.decode(z_p, y_mask, g), logw
 
   def speaker(self, sid):
     """Style/speaker ids [B] -> g [B, 1, gin]."""
@@ -98,21 +106,27 @@ class BaseSpeakerTTSModel(nn.Module):
     m_frames = jnp.einsum("btx,bxc->btc", path, m_p, precision="highest")
     logs_frames = jnp.einsum("btx,bxc->btc", path, logs_p, precision="highest")
     z_p = (m_frames + prior_noise * jnp.exp(logs_frames) * noise_scale) * y_mask
-    z, _ = self.flow(z_p, y_mask, g, reverse=True)
-    return self.dec(z * y_mask, y_mask, g), z
+    z = self.flow_reverse(z_p, y_mask, g)
+    return self.decode(z * y_mask, y_mask, g), z
 
 
-def init_params(config: BaseTTSConfig, key: jax.Array, tokens: int = 16, frames: int = 32):
-  """Random parameters in the training (weight-normed) layout."""
+def _init(config: BaseTTSConfig, key: jax.Array, tokens: int = 8, frames: int = 8):
   model = BaseSpeakerTTSModel(config)
   ids = jnp.zeros((1, tokens), jnp.int32)
-  spec = jnp.zeros((1, frames, config.decoder.spec_channels))
+  spec = jnp.zeros((1, frames, config.vits.spec_channels))
   return model.init(key, ids, jnp.array([tokens]), spec, jnp.array([frames]),
                     jnp.zeros((1,), jnp.int32))
 
 
+def init_params(config: BaseTTSConfig, key: jax.Array):
+  """Random parameters (NumPy) in the training (weight-normed) layout, with the reference's
+  initial values (PyTorch's defaults, HiFi-GAN's N(0, 0.01), zero flow projections); seconds at
+  full size (see `ovjax.layers.init.fast_init`)."""
+  return fast_init(functools.partial(_init, config), key)
+
+
 def param_shapes(config: BaseTTSConfig):
-  return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
+  return jax.eval_shape(functools.partial(_init, config), jax.random.key(0))
 
 
 @functools.partial(jax.jit, static_argnames="config")
@@ -131,7 +145,7 @@ def synthesize(params, w_ceil, y_lengths, m_p, logs_p, x_mask, sid, keys, noise_
                frames: int, config: BaseTTSConfig):
   """Jitted stage 2 for a fixed frame bucket: -> audio [B, frames * hop]."""
   prior_noise = item_noise(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
-                           (frames, config.decoder.inter_channels))
+                           (frames, config.vits.inter_channels))
   audio, _ = BaseSpeakerTTSModel(config).apply(
       params, w_ceil, y_lengths, m_p, logs_p, x_mask, sid, prior_noise, noise_scale,
       method=BaseSpeakerTTSModel.synthesize)

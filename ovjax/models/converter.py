@@ -10,33 +10,25 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from ovjax.audio.spectrogram import linear_spectrogram
 from ovjax.config import ConverterConfig
-from ovjax.layers.flow import ResidualCouplingBlock
-from ovjax.layers.generator import Generator
+from ovjax.layers.init import fast_init
 from ovjax.layers.masks import sequence_mask
-from ovjax.layers.posterior_encoder import PosteriorEncoder, sample_posterior
+from ovjax.layers.posterior_encoder import sample_posterior
 from ovjax.layers.reference_encoder import ReferenceEncoder
+from ovjax.models.vits import VitsCore
 
 
-def vits_core(c: ConverterConfig):
-  """The posterior encoder, flow and HiFi-GAN decoder that the converter and the base TTS share
-  (unbound modules, to assign in a `setup`)."""
-  return (PosteriorEncoder(c.inter_channels, c.hidden_channels, c.posterior_kernel_size, 1,
-                           c.posterior_layers, c.gin_channels),
-          ResidualCouplingBlock(c.inter_channels, c.hidden_channels, c.flow_kernel_size, 1,
-                                c.flow_layers, c.n_flows, c.gin_channels),
-          Generator(c.upsample_initial_channel, c.resblock_kernel_sizes,
-                    c.resblock_dilation_sizes, c.upsample_rates, c.upsample_kernel_sizes))
-
-
-class ToneColorConverterModel(nn.Module):
+class ToneColorConverterModel(VitsCore):
   config: ConverterConfig
 
+  @property
+  def vits_config(self) -> ConverterConfig:
+    return self.config
+
   def setup(self):
-    self.enc_q, self.flow, self.dec = vits_core(self.config)
+    self.setup_core()
     self.ref_enc = ReferenceEncoder(self.config.gin_channels)
 
   def __call__(self, spec, lengths, tau, noise, deterministic: bool = True):
@@ -48,41 +40,36 @@ class ToneColorConverterModel(nn.Module):
     """spec [B, T, F], lengths [B] -> tone-colour embedding [B, gin]."""
     return self.ref_enc(spec, lengths)
 
-  def _cond(self, se):
-    """The embedding the posterior encoder and decoder see: v2 (zero_g) gives them zeros."""
-    g = se[:, None, :]
-    return jnp.zeros_like(g) if self.config.zero_g else g
-
-  def posterior(self, spec, mask, src_se, deterministic: bool = True):
-    return self.enc_q(spec, mask, self._cond(src_se), deterministic)
-
-  def decode(self, z, mask, se=None):
-    """Decoder alone; se=None runs it unconditioned (the cond layer skipped)."""
-    return self.dec(z, mask, None if se is None else self._cond(se))
-
   def voice_conversion(self, spec, lengths, src_se, tgt_se, tau, noise,
                        deterministic: bool = True):
     """Returns (audio [B, T*hop], z, z_p, z_hat, m, logs); noise ~ N(0, 1) shaped like z."""
     mask = sequence_mask(lengths, spec.shape[1], spec.dtype)
-    m, logs = self.posterior(spec, mask, src_se, deterministic)
+    g_src, g_tgt = src_se[:, None, :], tgt_se[:, None, :]
+    m, logs = self.posterior(spec, mask, g_src, deterministic)
     z = sample_posterior(m, logs, mask, tau, noise)
-    z_p, _ = self.flow(z, mask, src_se[:, None, :], deterministic=deterministic)
-    z_hat, _ = self.flow(z_p, mask, tgt_se[:, None, :], reverse=True, deterministic=deterministic)
-    audio = self.decode(z_hat * mask, mask, tgt_se)
+    z_p = self.flow_forward(z, mask, g_src, deterministic)
+    z_hat = self.flow_reverse(z_p, mask, g_tgt, deterministic)
+    audio = self.decode(z_hat * mask, mask, g_tgt)
     return audio, z, z_p, z_hat, m, logs
 
 
-def init_params(config: ConverterConfig, key: jax.Array, frames: int = 64):
-  """Random parameters in the training (weight-normed) layout."""
+def _init(config: ConverterConfig, key: jax.Array, frames: int = 8):
   model = ToneColorConverterModel(config)
   spec = jnp.zeros((1, frames, config.spec_channels))
-  lengths = jnp.array([frames])
-  return model.init(key, spec, lengths, 0.0, jnp.zeros((1, frames, config.inter_channels)))
+  return model.init(key, spec, jnp.array([frames]), 0.0,
+                    jnp.zeros((1, frames, config.inter_channels)))
+
+
+def init_params(config: ConverterConfig, key: jax.Array):
+  """Random parameters (NumPy) in the training (weight-normed) layout, with the reference's
+  initial values (PyTorch's defaults, HiFi-GAN's N(0, 0.01), zero flow projections); seconds at
+  full size (see `ovjax.layers.init.fast_init`)."""
+  return fast_init(functools.partial(_init, config), key)
 
 
 def param_shapes(config: ConverterConfig):
   """The parameter tree's shapes without allocating it."""
-  return jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))
+  return jax.eval_shape(functools.partial(_init, config), jax.random.key(0))
 
 
 NOISE_BLOCK = 32  # Frames per noise block; pieces of long inputs start on block boundaries.
