@@ -6,6 +6,7 @@ norm as (weight_v, weight_g), so it can be trained; `fold_weight_norm` prepares 
 """
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Callable
 
@@ -72,20 +73,43 @@ CONVERTER_TABLE: list[tuple[str, Callable[[re.Match], str], Any]] = [
 _DDS = r"(?P<dds>convs|post_convs)"
 _FLOWS = r"(?P<flows>flows|post_flows)"
 
+def _text_encoder_rules(name: str):
+  """VITS' TextEncoder under `name` (the base TTS's `enc_p`, the converter's training-only
+  `text_enc`): embedding, post-norm transformer with relative attention, proj."""
+  return [
+      (rf"{name}\.emb\.weight", lambda m: f"{name}/emb/embedding", AS_IS),
+      (rf"{name}\.encoder\.attn_layers\.(?P<i>\d+)\.(?P<sub>conv_q|conv_k|conv_v|conv_o)\.{_W}",
+       lambda m: f"{name}/encoder/attn_layers_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
+      (rf"{name}\.encoder\.attn_layers\.(?P<i>\d+)\.(?P<p>emb_rel_k|emb_rel_v)",
+       lambda m: f"{name}/encoder/attn_layers_{_i(m)}/{m['p']}", AS_IS),
+      (rf"{name}\.encoder\.(?P<sub>norm_layers_1|norm_layers_2)\.(?P<i>\d+)\.(?P<p>gamma|beta)",
+       lambda m: f"{name}/encoder/{m['sub']}_{_i(m)}/{m['p']}", VECTOR),
+      (rf"{name}\.encoder\.ffn_layers\.(?P<i>\d+)\.(?P<sub>conv_1|conv_2)\.{_W}",
+       lambda m: f"{name}/encoder/ffn_layers_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
+      (rf"{name}\.proj\.{_W}", lambda m: f"{name}/proj/{_param(m)}", CONV1D),
+  ]
+
+
+# The converter in training: the inference model plus its IPA text encoder (never exported).
+CONVERTER_TRAIN_TABLE = CONVERTER_TABLE + _text_encoder_rules("text_enc")
+
+# VITS' MultiPeriodDiscriminator (`D_*.pth`): discriminator 0 is the 1-D scale discriminator,
+# 1.. the 2-D period discriminators.
+DISCRIMINATOR_TABLE = [
+    (rf"discriminators\.0\.convs\.(?P<j>\d+)\.{_W}",
+     lambda m: f"discriminators_0/convs_{_i(m, 'j')}/{_param(m)}", CONV1D),
+    (rf"discriminators\.0\.conv_post\.{_W}", lambda m: f"discriminators_0/conv_post/{_param(m)}",
+     CONV1D),
+    (rf"discriminators\.(?P<i>[1-9]\d*)\.convs\.(?P<j>\d+)\.{_W}",
+     lambda m: f"discriminators_{_i(m)}/convs_{_i(m, 'j')}/{_param(m)}", CONV2D),
+    (rf"discriminators\.(?P<i>[1-9]\d*)\.conv_post\.{_W}",
+     lambda m: f"discriminators_{_i(m)}/conv_post/{_param(m)}", CONV2D),
+]
+
 # The VITS base speaker TTS: the converter's enc_q/flow/dec (no ref_enc) plus the text encoder,
 # both duration predictors and the speaker/style embedding table.
-BASE_TABLE = [rule for rule in CONVERTER_TABLE if not rule[0].startswith("ref_enc")] + [
-    # Text encoder (enc_p): embedding, post-norm transformer with relative attention, proj.
-    (r"enc_p\.emb\.weight", lambda m: "enc_p/emb/embedding", AS_IS),
-    (rf"enc_p\.encoder\.attn_layers\.(?P<i>\d+)\.(?P<sub>conv_q|conv_k|conv_v|conv_o)\.{_W}",
-     lambda m: f"enc_p/encoder/attn_layers_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
-    (r"enc_p\.encoder\.attn_layers\.(?P<i>\d+)\.(?P<p>emb_rel_k|emb_rel_v)",
-     lambda m: f"enc_p/encoder/attn_layers_{_i(m)}/{m['p']}", AS_IS),
-    (r"enc_p\.encoder\.(?P<sub>norm_layers_1|norm_layers_2)\.(?P<i>\d+)\.(?P<p>gamma|beta)",
-     lambda m: f"enc_p/encoder/{m['sub']}_{_i(m)}/{m['p']}", VECTOR),
-    (rf"enc_p\.encoder\.ffn_layers\.(?P<i>\d+)\.(?P<sub>conv_1|conv_2)\.{_W}",
-     lambda m: f"enc_p/encoder/ffn_layers_{_i(m)}/{m['sub']}/{_param(m)}", CONV1D),
-    (rf"enc_p\.proj\.{_W}", lambda m: f"enc_p/proj/{_param(m)}", CONV1D),
+BASE_TABLE = [rule for rule in CONVERTER_TABLE if not rule[0].startswith("ref_enc")] + \
+    _text_encoder_rules("enc_p") + [
     # Stochastic duration predictor: 1x1 convs, DDSConv stacks, flows (affine + spline flows).
     (rf"sdp\.(?P<sub>pre|proj|cond|post_pre|post_proj)\.{_W}",
      lambda m: f"sdp/{m['sub']}/{_param(m)}", CONV1D),
@@ -111,8 +135,10 @@ BASE_TABLE = [rule for rule in CONVERTER_TABLE if not rule[0].startswith("ref_en
 
 
 def normalise_key(key: str) -> str:
-  """Accept checkpoints re-saved with torch's parametrizations-based weight norm."""
-  return (key.replace(".parametrizations.weight.original0", ".weight_g")
+  """Accept checkpoints re-saved with torch's parametrizations-based weight norm, and saved from
+  a DistributedDataParallel wrapper (`module.` prefix)."""
+  return (key.removeprefix("module.")
+          .replace(".parametrizations.weight.original0", ".weight_g")
           .replace(".parametrizations.weight.original1", ".weight_v"))
 
 
@@ -138,32 +164,58 @@ def _unflatten(flat):
   return tree
 
 
+def _compiled(table):
+  return [(re.compile(pattern), build, layout) for pattern, build, layout in table]
+
+
+def lookup(key: str, table) -> tuple[str, Any] | None:
+  """(ovjax path, layout) of an official key, or None when no rule of `table` matches it."""
+  key = normalise_key(key)
+  for pattern, build, layout in _compiled(table):
+    m = pattern.fullmatch(key)
+    if m:
+      return build(m), layout
+  return None
+
+
+def from_official_layout(array: np.ndarray, layout) -> np.ndarray:
+  if layout == AS_IS:
+    return array
+  if layout == CHANNEL:
+    return array.reshape(-1)
+  if layout is not None and array.ndim == len(layout):
+    return np.transpose(array, layout)
+  if array.ndim != 1:
+    raise ValueError("does not fit its layer")
+  return array
+
+
+def to_official_layout(array: np.ndarray, layout) -> np.ndarray:
+  """The inverse of `from_official_layout` (ovjax array -> PyTorch layout)."""
+  array = np.asarray(array)
+  if layout == CHANNEL:
+    return array.reshape(-1, 1)
+  if isinstance(layout, tuple) and array.ndim == len(layout):
+    return np.ascontiguousarray(np.transpose(array, np.argsort(layout)))
+  return array
+
+
 def map_state_dict(state_dict: dict[str, np.ndarray], table, expected_shapes,
                    source: str = "checkpoint") -> dict:
   """Apply `table` to an official state_dict; check it against `expected_shapes` (a flat
   {path: shape} of the model the config describes). Returns {"params": tree} of float32 numpy."""
-  compiled = [(re.compile(pattern), build, layout) for pattern, build, layout in table]
   flat, unexpected = {}, []
   for raw_key, value in state_dict.items():
-    key = normalise_key(raw_key)
-    for pattern, build, layout in compiled:
-      m = pattern.fullmatch(key)
-      if m:
-        break
-    else:
+    found = lookup(raw_key, table)
+    if found is None:
       unexpected.append(raw_key)
       continue
-    path = build(m)
-    array = np.asarray(value)
-    if layout == AS_IS:
-      pass
-    elif layout == CHANNEL:
-      array = array.reshape(-1)
-    elif layout is not None and array.ndim == len(layout):
-      array = np.transpose(array, layout)
-    elif array.ndim != 1:
+    path, layout = found
+    try:
+      array = from_official_layout(np.asarray(value), layout)
+    except ValueError:
       raise CheckpointError(f"{source}: {raw_key} has shape {tuple(value.shape)}, which does not "
-                            "fit its layer")
+                            "fit its layer") from None
     if path in flat:
       raise CheckpointError(f"{source}: {raw_key} maps onto {path}, which is already filled")
     flat[path] = array.astype(np.float32)
@@ -184,6 +236,41 @@ def map_state_dict(state_dict: dict[str, np.ndarray], table, expected_shapes,
       raise CheckpointError(f"{source}: config and weights do not match: {path} has shape "
                             f"{array.shape}, config implies {want}")
   return {"params": _unflatten(flat)}
+
+
+def _name_candidates(path: str):
+  """Official keys that could name ovjax `path` (a list index is `name_3` here, `name.3` there;
+  couplings sit at even indices of the reference's flow list; leaves are renamed)."""
+  parts = path.split("/")
+  options = []
+  for part in parts[:-1]:
+    m = re.fullmatch(r"coupling_(\d+)", part)
+    if m:
+      options.append([f"flows.{2 * int(m[1])}"])
+      continue
+    m = re.fullmatch(r"(.+)_(\d+)", part)
+    options.append([part, f"{m[1]}.{m[2]}"] if m else [part])
+  leaf = parts[-1]
+  options.append(sorted({leaf, "weight", f"{leaf}_l0"}))
+  for combo in itertools.product(*options):
+    yield ".".join(combo)
+
+
+def official_state_dict(params, table) -> dict[str, np.ndarray]:
+  """An ovjax parameter tree ({"params": ...} or the tree itself) -> the official state_dict
+  (PyTorch names and layouts, weight norm as weight_g/weight_v), through the same table read
+  backwards: each name is checked to map forward onto the path it came from."""
+  tree = params.get("params", params)
+  out = {}
+  for path, value in _flatten(tree).items():
+    for key in _name_candidates(path):
+      found = lookup(key, table)
+      if found is not None and found[0] == path:
+        out[key] = to_official_layout(np.asarray(value, np.float32), found[1])
+        break
+    else:
+      raise CheckpointError(f"{path}: no official name maps onto this parameter")
+  return out
 
 
 def _short(names, limit=6):

@@ -17,6 +17,7 @@ from ovjax.layers.init import fast_init
 from ovjax.layers.masks import sequence_mask
 from ovjax.layers.posterior_encoder import sample_posterior
 from ovjax.layers.reference_encoder import ReferenceEncoder
+from ovjax.layers.text_encoder import TextEncoder
 from ovjax.models.vits import VitsCore
 
 
@@ -53,11 +54,47 @@ class ToneColorConverterModel(VitsCore):
     return audio, z, z_p, z_hat, m, logs
 
 
+class ToneColorConverterTrainModel(ToneColorConverterModel):
+  """The converter as it trains (MeloTTS' recipe with use_vc): the inference model plus an IPA
+  text encoder `text_enc` whose prior z_p must match, so the flow learns to take the tone colour
+  out. The text encoder is training-only: exports drop it."""
+
+  def setup(self):
+    super().setup()
+    c = self.config
+    if not c.text_symbols:
+      raise ValueError("config: a converter to train needs its text symbol table (ipa_symbols)")
+    self.text_enc = TextEncoder(len(c.text_symbols), c.inter_channels, c.hidden_channels,
+                                c.filter_channels, c.n_heads, c.n_layers, c.kernel_size,
+                                c.p_dropout)
+
+  def __call__(self, spec, lengths, tau, noise, ids, id_lengths, deterministic: bool = True):
+    self.text_enc(ids, id_lengths)
+    return super().__call__(spec, lengths, tau, noise, deterministic)
+
+
 def _init(config: ConverterConfig, key: jax.Array, frames: int = 8):
   model = ToneColorConverterModel(config)
   spec = jnp.zeros((1, frames, config.spec_channels))
   return model.init(key, spec, jnp.array([frames]), 0.0,
                     jnp.zeros((1, frames, config.inter_channels)))
+
+
+def _init_train(config: ConverterConfig, key: jax.Array, frames: int = 8):
+  model = ToneColorConverterTrainModel(config)
+  spec = jnp.zeros((1, frames, config.spec_channels))
+  ids = jnp.zeros((1, 4), jnp.int32)
+  return model.init(key, spec, jnp.array([frames]), 0.0,
+                    jnp.zeros((1, frames, config.inter_channels)), ids, jnp.array([4]))
+
+
+def init_train_params(config: ConverterConfig, key: jax.Array):
+  """Like `init_params`, plus the training-only text encoder (`text_enc`)."""
+  return fast_init(functools.partial(_init_train, config), key)
+
+
+def train_param_shapes(config: ConverterConfig):
+  return jax.eval_shape(functools.partial(_init_train, config), jax.random.key(0))
 
 
 def init_params(config: ConverterConfig, key: jax.Array):
