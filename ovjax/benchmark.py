@@ -22,6 +22,7 @@ Notes on the numbers:
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import math
 import os
 import platform
@@ -44,7 +45,8 @@ from ovjax.layers.conv import fold_weight_norm
 from ovjax.models import base_tts as tts_model
 from ovjax.models import converter as converter_model
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# The full official sizes, shipped as package data (`configs/` in the repository).
+CONFIG_DIR = Path(str(importlib.resources.files("ovjax.configs")))
 FULL_CONVERTER_CONFIG = CONFIG_DIR / "converter_v2.json"
 FULL_TTS_CONFIG = CONFIG_DIR / "base_v1_en.json"
 MODELS = ("converter", "tts")
@@ -74,8 +76,8 @@ def load_config(path, kind: str):
   """An official config.json -> ConverterConfig ("converter") or BaseTTSConfig ("tts")."""
   path = Path(path)
   if not path.is_file():
-    raise OvjaxError(f"{path}: no such config file (the full-size configs live in the "
-                     "repository's configs/ folder)")
+    raise OvjaxError(f"{path}: no such config file (the full-size configs ship in "
+                     "ovjax.configs)")
   cfg = read_json(path)
   return converter_config_from_official(cfg) if kind == "converter" else \
       base_tts_config_from_official(cfg)

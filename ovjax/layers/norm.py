@@ -15,6 +15,8 @@ class ChannelLayerNorm(nn.Module):
     c = x.shape[-1]
     gamma = self.param("gamma", init.ones, (c,))
     beta = self.param("beta", init.zeros, (c,))
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + self.eps) * gamma + beta
+    # In float32 whatever the compute dtype (the dtype policy): statistics in bfloat16 drift.
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    return ((x32 - mean) * jax.lax.rsqrt(var + self.eps) * gamma + beta).astype(x.dtype)

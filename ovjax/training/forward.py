@@ -84,7 +84,7 @@ def _decode_segment(model, out, batch, draws, g, segment: int):
 
 def base_tts_forward(model, batch, draws: Draws, segment: int, deterministic: bool = True):
   """batch: ids [B, Tx], id_lengths, spec [B, T, F], spec_lengths, sid [B]."""
-  g = model.speaker(batch["sid"])
+  g = model.speaker(batch["sid"]).astype(batch["spec"].dtype)
   prior = model.enc_p(batch["ids"], batch["id_lengths"], deterministic)
   out = _posterior_and_prior(model, batch, draws, g, g, prior, deterministic)
   h, x_mask = out["enc_x"], out["x_mask"]
@@ -100,7 +100,8 @@ def base_tts_forward(model, batch, draws: Draws, segment: int, deterministic: bo
 
 def converter_forward(model, batch, draws: Draws, segment: int, deterministic: bool = True):
   """batch: ids [B, Tx] (IPA), id_lengths, spec [B, T, F], spec_lengths."""
-  g = model.extract_se(batch["spec"], batch["spec_lengths"])[:, None, :]
+  spec = batch["spec"]
+  g = model.extract_se(spec, batch["spec_lengths"])[:, None, :].astype(spec.dtype)
   prior = model.text_enc(batch["ids"], batch["id_lengths"], deterministic)
   out = _posterior_and_prior(model, batch, draws, g, g, prior, deterministic)
   out["g"] = g
