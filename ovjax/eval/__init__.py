@@ -1,0 +1,1 @@
+"""Evaluation metrics: speaker similarity with resemblyzer's pretrained encoder, run in JAX."""
