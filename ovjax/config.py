@@ -48,7 +48,8 @@ class ConverterConfig:
   kernel_size: int = 3
   p_dropout: float = 0.1
   text_symbols: tuple[str, ...] = ()  # The converter's IPA table (config key `ipa_symbols`).
-  # Fixed in the reference's code rather than its config.
+  # Fixed in the reference's code rather than its config; ovjax reads them from `model` too (for
+  # small experiments) and writes them only when they differ from the reference's.
   posterior_layers: int = 16
   posterior_kernel_size: int = 5
   flow_layers: int = 4
@@ -83,17 +84,15 @@ class ConverterConfig:
       raise CheckpointError("config: inter_channels must be even (the flow splits it in halves)")
     return self
 
-  @property
-  def segment_frames(self) -> int:
-    """Frames in VITS' training segment of 8192 samples at hop 256 (32 frames)."""
-    return 8192 // self.hop_length
-
   def to_official(self) -> dict[str, Any]:
     """The official config.json layout (what `from_official` reads)."""
     cfg = {
         "data": {k: getattr(self, k) for k in _DATA_KEYS} | {"n_speakers": 0},
         "model": {k: _jsonable(getattr(self, k)) for k in _MODEL_KEYS} | {"zero_g": self.zero_g},
     }
+    defaults = ConverterConfig()
+    cfg["model"].update({k: getattr(self, k) for k in _OVJAX_MODEL_KEYS
+                         if getattr(self, k) != getattr(defaults, k)})
     if self.version != "v1":
       cfg["_version_"] = self.version
     if self.text_symbols:
@@ -107,6 +106,8 @@ _MODEL_KEYS = ("inter_channels", "hidden_channels", "filter_channels", "n_heads"
                "kernel_size", "p_dropout", "resblock", "resblock_kernel_sizes",
                "resblock_dilation_sizes", "upsample_rates", "upsample_initial_channel",
                "upsample_kernel_sizes", "gin_channels")
+_OVJAX_MODEL_KEYS = ("posterior_layers", "posterior_kernel_size", "flow_layers", "flow_kernel_size",
+                     "n_flows")
 # Present in official configs, used only by training-time or dead code of the reference.
 _IGNORED_MODEL_KEYS = {"n_layers_q", "use_spectral_norm", "n_layers_trans_flow",
                        "contentvec_final_proj", "use_transformer_flow", "use_sdp",
@@ -170,7 +171,7 @@ def _vits_fields(cfg, data, model) -> dict[str, Any]:
     if key in data:
       kwargs[key] = _typed(f"data.{key}", data[key], getattr(defaults, key))
   for key, value in model.items():
-    if key in _MODEL_KEYS or key == "zero_g":
+    if key in _MODEL_KEYS or key in _OVJAX_MODEL_KEYS or key == "zero_g":
       kwargs[key] = _typed(f"model.{key}", value, getattr(defaults, key))
     elif key not in _IGNORED_MODEL_KEYS:
       raise CheckpointError(f"config: unknown model key {key!r}")

@@ -63,7 +63,13 @@ def main(argv=None) -> int:
   """Run the CLI; returns the exit code (never raises, unless OVJAX_DEBUG is set)."""
   parser = build_parser()
   try:
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot take positionals after options once a command's first positional is
+    # read; commands that take trailing positionals (train's overrides) collect them here.
+    if extra and hasattr(args, "extra_positionals") and not any(a.startswith("-") for a in extra):
+      setattr(args, args.extra_positionals, list(getattr(args, args.extra_positionals)) + extra)
+    elif extra:
+      parser.error(f"unrecognized arguments: {' '.join(extra)}")
   except SystemExit as e:  # --help, --version (0) and usage errors (2); argparse has printed.
     return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
   try:

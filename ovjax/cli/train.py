@@ -27,7 +27,7 @@ def register(subparsers, parents=()) -> None:
   dist.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
   dist.add_argument("--num-processes", type=int, metavar="N")
   dist.add_argument("--process-id", type=int, metavar="I")
-  p.set_defaults(run=run)
+  p.set_defaults(run=run, extra_positionals="overrides")
 
 
 def initialize_distributed(args) -> None:
@@ -35,9 +35,8 @@ def initialize_distributed(args) -> None:
   manual = (args.coordinator, args.num_processes, args.process_id)
   if any(v is not None for v in manual) and not all(v is not None for v in manual):
     raise OvjaxError("--coordinator, --num-processes and --process-id go together")
-  if jax.default_backend() == "cpu" or all(v is not None for v in manual):
-    # CPU processes exchange gradients through gloo.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # CPU processes exchange gradients through gloo (accelerators use their own collectives).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if all(v is not None for v in manual):
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   else:
@@ -46,12 +45,12 @@ def initialize_distributed(args) -> None:
 
 def run(args) -> int:
   progress = common.Progress(args)
+  if args.distributed or args.coordinator is not None:
+    initialize_distributed(args)  # Before anything touches a JAX backend.
   from ovjax.training.config import load_experiment  # Deferred: imports JAX.
   exp = load_experiment(args.config, args.overrides)
   if exp.kind != args.kind:
     raise OvjaxError(f"--config {args.config} trains a {exp.kind}, not a {args.kind}")
-  if args.distributed or args.coordinator is not None:
-    initialize_distributed(args)
   from ovjax.training.trainer import train_and_evaluate
   progress(f"training a {exp.kind} in {args.workdir}")
   last = train_and_evaluate(exp, args.workdir, progress=not (args.no_progress or progress.quiet))

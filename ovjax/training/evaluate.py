@@ -8,6 +8,7 @@ speaker.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import jax
@@ -59,6 +60,7 @@ def evaluate(recipe: Recipe, params_g, batch, keys, speakers, step: int, workdir
   params = inference_params(recipe, params_g)
   rate, hop = vits.sampling_rate, vits.hop_length
   frames = np.asarray(batch["audio_lengths"]) // hop
+  keys = [re.sub(r"[^\w.-]+", "_", Path(str(k)).stem) for k in keys]  # Keys may be paths.
   if recipe.kind == "converter":
     recon, swapped, mel_l1, mel_in, mel_out = jax.device_get(
         converter_samples(params, batch, recipe=recipe))

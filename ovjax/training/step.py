@@ -110,7 +110,7 @@ def train_step(state, batch, *, recipe: objective.Recipe, optim: Optim):
                           {k: state[k] for k in ("params_g", "params_d", "opt_g", "opt_d")}),
              step=new["step"], rng=new["rng"])
   metrics = dict(g_terms, **d_terms, loss_d_total=loss_d, finite=finite,
-                 grad_norm_g=optax.global_norm(grads_g), grad_norm_d=optax.global_norm(grads_d),
-                 param_norm_g=optax.global_norm(params_g),
+                 grad_norm_g=optax.tree.norm(grads_g), grad_norm_d=optax.tree.norm(grads_d),
+                 param_norm_g=optax.tree.norm(params_g),
                  learning_rate=optim.schedule()(state["step"]))
   return new, metrics
