@@ -21,6 +21,7 @@ Notes on the numbers:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
 import math
@@ -533,3 +534,96 @@ def format_table(result: dict) -> str:
                             for i, (c, w) in enumerate(zip(r, widths))).rstrip()
   lines += [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
   return "\n".join(lines)
+
+
+# -- training (`ovjax bench --train`) ---------------------------------------------------------
+
+TRAIN_CONFIGS = ("converter_tiny", "base_tiny", "converter_full", "base_full")
+
+
+def train_batch(recipe, batch: int, frames: int, seed: int = 0) -> dict:
+  """A loader-shaped batch of real speech sizes: `frames`-frame items of noise-like audio with
+  token ids at a speech-like rate (one id per ~3 frames)."""
+  rng = np.random.default_rng(seed)
+  hop = recipe.vits.hop_length
+  tokens = max(8, frames // 3)
+  vocab = len(recipe.vits.text_symbols if recipe.kind == "converter" else recipe.model.symbols)
+  return {"audio": (0.1 * rng.standard_normal((batch, frames * hop + hop))).astype(np.float32),
+          "audio_lengths": np.full(batch, frames * hop, np.int32),
+          "ids": rng.integers(1, vocab, (batch, tokens)).astype(np.int32),
+          "id_lengths": np.full(batch, tokens, np.int32),
+          "speaker_id": np.zeros(batch, np.int32)}
+
+
+def bench_train_case(name: str, batch: int, frames: int, repeats: int, mesh,
+                     progress: Progress = _quiet) -> dict:
+  """One experiment config's train step (generator + discriminator update) at `batch` items of
+  `frames` frames: steps/s, audio-seconds/s, compile time, GFLOP/s, peak memory."""
+  from ovjax.training.config import load_experiment
+  from ovjax.training.step import Optim, init_state, train_step
+  from ovjax.training.trainer import initial_params, recipe_of
+  exp = load_experiment(name)
+  recipe = recipe_of(exp)
+  progress(f"train {name}: initialising")
+  params_g, params_d = initial_params(dataclasses.replace(
+      exp, train=dataclasses.replace(exp.train, init_from="", discriminator_from="")), recipe)
+  optim = Optim(steps_per_epoch=1000)
+  state = jax.device_put(init_state(params_g, params_d, optim, seed=0), sharding.replicated(mesh))
+  data = sharding.shard_batch(train_batch(recipe, batch, frames), mesh)
+  step = jax.jit(functools.partial(train_step, recipe=recipe, optim=optim), donate_argnums=0)
+  with _Memory(mesh.devices.flat) as memory:
+    progress(f"train {name}: compiling")
+    compiled, compile_s = _compile(step, state, data)
+    holder = {"state": state}
+
+    def run():
+      holder["state"], metrics = compiled(holder["state"], data)
+      return metrics
+
+    _, _, times = _timed(run, repeats)
+  median = statistics.median(times)
+  flops = flops_of(compiled, mesh.devices.size)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params_g))
+  audio_s = batch * frames * recipe.vits.hop_length / recipe.vits.sampling_rate
+  return {"config": name, "kind": recipe.kind, "batch": batch, "frames": frames,
+          "generator_params": n_params, "compile_s": compile_s, "median_s": median,
+          "times_s": times, "steps_per_s": 1 / median, "audio_s_per_s": audio_s / median,
+          "flops": flops, "gflops": None if flops is None else flops / median / 1e9,
+          **memory.result}
+
+
+def run_train_benchmark(configs=TRAIN_CONFIGS, batch: int = 2, frames: int = 300,
+                        repeats: int = 3, quick: bool = False,
+                        progress: Progress = _quiet) -> dict:
+  mesh = sharding.data_mesh()
+  machine = measure_peaks(5, QUICK_MATMUL_SIZE if quick else MATMUL_SIZE, progress)
+  rows = {}
+  for name in configs:
+    row = bench_train_case(name, max(batch, mesh.devices.size), frames, repeats, mesh, progress)
+    per_device = None if row["gflops"] is None else row["gflops"] / machine["device_count"]
+    row["matmul_peak_fraction"] = (None if per_device is None
+                                   else per_device / machine["matmul_peak_gflops"])
+    rows[name] = row
+  return {"machine": machine, "settings": {"batch": batch, "frames": frames, "repeats": repeats},
+          "train": rows}
+
+
+def format_train_table(result: dict) -> str:
+  header = ("config", "params G", "batch x frames", "steps/s", "audio s/s", "compile s",
+            "GFLOP/s", "% matmul pk", "peak RSS MiB")
+  body = []
+  for row in result["train"].values():
+    fraction = row["matmul_peak_fraction"]
+    body.append((row["config"], f"{row['generator_params'] / 1e6:.1f} M",
+                 f"{row['batch']} x {row['frames']}", f"{row['steps_per_s']:.2f}",
+                 f"{row['audio_s_per_s']:.1f}", f"{row['compile_s']:.1f}",
+                 "n/a" if row["gflops"] is None else f"{row['gflops']:.1f}",
+                 "n/a" if fraction is None else f"{100 * fraction:.1f}",
+                 f"{row['peak_rss_mb']:.0f}"))
+  widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+  fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+  m = result["machine"]
+  return "\n".join([f"training steps on {m['device_count']} x {m['device_kind']}; f32 matmul "
+                    f"peak {m['matmul_peak_gflops']:.1f} GFLOP/s", fmt(header),
+                    fmt(tuple("-" * w for w in widths)), *map(fmt, body)])

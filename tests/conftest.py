@@ -34,3 +34,10 @@ def converters():
     config, params = load_converter(reference_path("openvoice", name))
     out[name] = (config, jax.tree.map(np.asarray, params), load_golden(name))
   return out
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+  """A tiny multi-speaker training corpus (espeak-ng, Festival, real recordings): its manifest."""
+  from tiny_corpus import build_tiny_corpus
+  return build_tiny_corpus(tmp_path_factory.mktemp("tiny_corpus"))

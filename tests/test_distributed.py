@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tiny_corpus import build_tiny_corpus
 
 KEYS = ("loss_g_total", "loss_d_total", "loss_mel", "loss_kl", "grad_norm_g", "grad_norm_d")
 
@@ -25,8 +24,8 @@ def _metrics(workdir):
                                     .splitlines()) if "loss_g_total" in r}
 
 
-def test_two_processes_train_as_one(tmp_path):
-  manifest = build_tiny_corpus(tmp_path / "corpus", speakers=4, sentences=6)
+def test_two_processes_train_as_one(tmp_path, tiny_corpus):
+  manifest = tiny_corpus
   base = [sys.executable, "-m", "ovjax.cli", "train", "converter", "--config", "converter_tiny",
           "--no-progress", f"data.source={manifest}", "train.steps=3", "train.log_every=1"]
   cache = str(tmp_path / "xla_cache")

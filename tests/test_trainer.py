@@ -14,12 +14,11 @@ import pytest
 import soundfile as sf
 
 from conftest import reference_path
-from tiny_corpus import build_tiny_corpus
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-  return build_tiny_corpus(tmp_path_factory.mktemp("corpus"))
+def corpus(tiny_corpus):
+  return tiny_corpus
 
 
 @pytest.fixture(scope="module")

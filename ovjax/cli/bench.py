@@ -78,6 +78,17 @@ def register(subparsers, parents=()) -> None:
                       "repository's configs/converter_v2.json)")
   p.add_argument("--tts-config", metavar="CONFIG.json",
                  help="official base speaker config.json (default: configs/base_v1_en.json)")
+  train = p.add_argument_group("training (--train)")
+  train.add_argument("--train", action="store_true",
+                     help="time train steps instead (generator + discriminator update): "
+                          "steps/s, audio-seconds/s, compile time, GFLOP/s, peak memory")
+  train.add_argument("--train-configs", metavar="NAME,NAME",
+                     help="experiment configs (default: converter_tiny,base_tiny,"
+                          "converter_full,base_full; --quick: the two tiny ones)")
+  train.add_argument("--train-batch", type=_repeats, default=2, metavar="B",
+                     help="items per step (default: 2)")
+  train.add_argument("--train-frames", type=_repeats, default=300, metavar="F",
+                     help="spectrogram frames per item (default: 300, ~3.5 s)")
   p.set_defaults(run=run)
 
 
@@ -111,14 +122,23 @@ def run(args) -> int:
   from ovjax import benchmark
   from ovjax.fileio import atomic_output
 
-  progress(f"bench: {', '.join(args.models)}; batch sizes {','.join(map(str, batch_sizes))}; "
-           f"{seconds:g} s of audio per converter item; {repeats} repeats")
-  result = benchmark.run_benchmark(
-      models=args.models, batch_sizes=batch_sizes, seconds=seconds, repeats=repeats,
-      dtype=args.dtype, bfloat16=not args.no_bfloat16, quick=args.quick,
-      converter_config=args.converter_config, tts_config=args.tts_config, progress=progress)
+  if args.train:
+    configs = (args.train_configs.split(",") if args.train_configs else
+               benchmark.TRAIN_CONFIGS[:2] if args.quick else benchmark.TRAIN_CONFIGS)
+    result = benchmark.run_train_benchmark(configs, args.train_batch, args.train_frames,
+                                           args.repeats or (2 if args.quick else 3),
+                                           args.quick, progress)
+    table = benchmark.format_train_table(result)
+  else:
+    progress(f"bench: {', '.join(args.models)}; batch sizes {','.join(map(str, batch_sizes))}; "
+             f"{seconds:g} s of audio per converter item; {repeats} repeats")
+    result = benchmark.run_benchmark(
+        models=args.models, batch_sizes=batch_sizes, seconds=seconds, repeats=repeats,
+        dtype=args.dtype, bfloat16=not args.no_bfloat16, quick=args.quick,
+        converter_config=args.converter_config, tts_config=args.tts_config, progress=progress)
+    table = benchmark.format_table(result)
   if not progress.quiet:
-    print(benchmark.format_table(result), flush=True)
+    print(table, flush=True)
   if out is not None:
     with atomic_output(out) as tmp:
       with open(tmp, "w", encoding="utf-8") as f:

@@ -9,8 +9,8 @@ def register(subparsers, parents=()) -> None:
   p = subparsers.add_parser(
       "train", parents=list(parents), help="train a base speaker TTS or a tone-colour converter",
       description="Train a model from an experiment config (a Python file, or the name of one "
-                  "shipped in ovjax.configs: converter_tiny, converter_v2, converter_finetune, "
-                  "base_tiny, base_v1, ...). The workdir holds the dataset, checkpoints, "
+                  "shipped in ovjax.configs: converter_tiny, converter_demo, converter_full, "
+                  "converter_finetune, base_tiny, base_full). The workdir holds the dataset, checkpoints, "
                   "metrics.jsonl, TensorBoard events and samples; running the same command "
                   "again resumes exactly where the run stopped (also after kill -9). SIGTERM "
                   "saves and stops. Overrides: data.source=PATH, train.steps=N, "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import collections
 from collections.abc import Sequence
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -510,6 +511,19 @@ def _reused_report(builder: _SpeechBuilder, seconds: float) -> BuildReport:
   return BuildReport(**log)
 
 
+@contextlib.contextmanager
+def _tfds_bars_off():
+  """TFDS' own progress bars (several per split, half-overwritten) would bury ovjax's report,
+  which the build log and the caller's progress already give."""
+  from tensorflow_datasets.core.utils import tqdm_utils
+  before = getattr(tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(before)
+
+
 def build_dataset(layout: str, source, data_dir, text: TextSpec, audio: AudioSpec, *,
                   validation_items: int = 8, seed: int = 0, beam: bool = False,
                   beam_options=None, language: str = "en-us") -> BuildReport:
@@ -553,7 +567,7 @@ def build_dataset(layout: str, source, data_dir, text: TextSpec, audio: AudioSpe
   download_config = _beam_download_config(beam_options) if beam else None
   try:
     # Nothing is downloaded; a throwaway download_dir keeps TFDS' empty folders out of data_dir.
-    with tempfile.TemporaryDirectory(prefix="ovjax-tfds-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="ovjax-tfds-") as scratch, _tfds_bars_off():
       builder.download_and_prepare(download_dir=scratch, download_config=download_config)
   except OvjaxError:
     raise

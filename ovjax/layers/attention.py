@@ -72,7 +72,9 @@ class RelativeMultiHeadAttention(nn.Module):
     scores = scores + jnp.where(valid, rel_scores, 0)
     scores = jnp.where(attn_mask[:, None] == 0, MASK_VALUE, scores)
 
-    p = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(x.dtype)  # Softmax in f32.
+    # Softmax in float32 at least (bfloat16 compute); float64 stays float64.
+    p = jax.nn.softmax(scores.astype(jnp.promote_types(scores.dtype, jnp.float32)),
+                       axis=-1).astype(x.dtype)
     p = nn.Dropout(self.p_dropout)(p, deterministic=deterministic)
     out = jnp.einsum("bhij,bhjd->bhid", p, v)
     # The band p[i, i + r - w] (zero off the edges) weights the relative value embeddings.

@@ -16,7 +16,7 @@ class ChannelLayerNorm(nn.Module):
     gamma = self.param("gamma", init.ones, (c,))
     beta = self.param("beta", init.zeros, (c,))
     # In float32 whatever the compute dtype (the dtype policy): statistics in bfloat16 drift.
-    x32 = x.astype(jnp.float32)
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
     return ((x32 - mean) * jax.lax.rsqrt(var + self.eps) * gamma + beta).astype(x.dtype)

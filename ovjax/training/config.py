@@ -33,6 +33,7 @@ class Data:
   batch_size: int = 16              # global, over all processes and devices
   frame_buckets: tuple[int, ...] = (300, 400, 500, 600, 700, 800, 900, 1000, 1800)
   num_threads: int = 2
+  beam: bool = False                # build through TFDS' Apache Beam path (the beam extra)
 
 
 @dataclasses.dataclass(frozen=True)

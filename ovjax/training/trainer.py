@@ -83,7 +83,7 @@ def open_data(exp: Experiment, recipe: objective.Recipe, workdir: Path):
   if jax.process_index() == 0:
     report = build_dataset(d.layout, d.source or None, data_dir, text, audio,
                            validation_items=d.validation_items, seed=exp.train.seed,
-                           language=d.language)
+                           language=d.language, beam=d.beam)
     _LOG.info("dataset %s: %s records, dropped %s", report.path, report.records, report.dropped)
   _sync("dataset")
   dataset = open_dataset(data_dir, d.layout, text, audio)
