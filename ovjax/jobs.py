@@ -86,8 +86,15 @@ class Job:
 
   def report_entry(self) -> dict:
     seconds = None if self.seconds_audio is None else round(self.seconds_audio, 3)
-    return {"line": self.line, "id": self.id, "out": self.out, "status": self.status,
-            "error": self.error, "seconds_audio": seconds}
+    entry = {"line": self.line, "id": self.id, "out": self.out, "status": self.status,
+             "error": self.error, "seconds_audio": seconds}
+    # What `ovjax eval` needs to score the output: its source, references and text.
+    for key in ("source", "reference", "text"):
+      value = self.spec.get(key)
+      if value is not None:
+        entry[key] = ([str(v) for v in value] if isinstance(value, (list, tuple)) else
+                      str(value))
+    return entry
 
   @property
   def label(self) -> str:
@@ -508,38 +515,18 @@ class JobRunner:
     return value
 
   def _embed(self, items: dict) -> None:
-    """items: cache key -> (vad, [(name, path or waveform)]). Embeds every uncached item in one
-    batched call (segments of all items together); an item's own error is cached for it."""
-    from ovjax.api.converter import MIN_SAMPLES
-    from ovjax.audio.vad import embedding_segments
-    from ovjax.errors import AudioError
-    converter, sr = self.converter, self.converter.sampling_rate
-    segments, owners = [], []
-    for key, (vad, sources) in items.items():
-      if key in self._se:
+    """items: cache key -> (vad, [(name, path or waveform)]). Embeds every uncached item with
+    `extract_ses` (one batched call per VAD setting); an item's own error is cached for it."""
+    for vad in (True, False):
+      keys = [k for k, (v, _) in items.items() if v == vad and k not in self._se]
+      if not keys:
         continue
-      try:
-        mine = []
-        for name, audio in sources:
-          wave = converter.load(audio, name)
-          for seg in embedding_segments(wave, sr, use_vad=vad, name=name):
-            if len(seg) < MIN_SAMPLES:  # As `extract_se`: too short for the spectrogram.
-              raise AudioError(f"{name}: too short ({len(seg)} samples at {sr} Hz; "
-                               f"need at least {MIN_SAMPLES})")
-            mine.append(seg)
-      except OvjaxError as e:
-        self._se[key] = e
-        continue
-      owners.append((key, len(mine)))
-      segments.extend(mine)
-    if not segments:
-      return
-    embeddings = converter.embed(segments)  # The one batched call; its errors are the group's.
-    start = 0
-    for key, n in owners:
-      self._se[key] = embeddings[start:start + n].mean(axis=0)  # Mean over segments.
-      self.embedded[key] += 1
-      start += n
+      results = self.converter.extract_ses([items[k][1] for k in keys], use_vad=vad,
+                                           errors="return")
+      for key, se in zip(keys, results):
+        self._se[key] = se
+        if not isinstance(se, OvjaxError):
+          self.embedded[key] += 1
 
   def _target_ses(self, jobs: list[Job]) -> dict:
     """job -> target embedding; jobs whose target cannot be had are failed."""
@@ -615,99 +602,53 @@ class JobRunner:
     from ovjax.api import EspeakSpeaker
     espeak = isinstance(self.base, EspeakSpeaker)
     groups = collections.defaultdict(list)
-    for job in jobs:  # One synthesis call speaks with one set of options.
+    for job in jobs:  # One call speaks with one set of options (and converts with one tau).
       s = job.spec
       key = ((s["voice"], s["speed"]) if espeak else
              (s["style"], s["language"], s["speed"], s["noise_scale"], s["noise_scale_w"],
               s["sdp_ratio"]))
-      groups[key].append(job)
+      groups[key + (job.kind, s.get("tau"))].append(job)
     for group in groups.values():
       group.sort(key=lambda j: j.spec["size"], reverse=True)
+      work = self._clone_group if group[0].kind == "clone" else self._tts_group
       for chunk in self._chunks(group, self.group_size):
-        self._guarded(chunk, self._speech_group)
+        self._guarded(chunk, work)
 
-  def _speech_group(self, jobs: list[Job]) -> None:
-    # Clone targets first: a bad reference fails its job before the synthesis is paid for.
-    targets = self._target_ses([j for j in jobs if j.kind == "clone"])
-    jobs = [j for j in jobs if j.status is None]
-    waves = self._synthesize(jobs)
-    jobs = [j for j in jobs if j.status is None]
-    for job in jobs:
-      if job.kind == "tts":
-        self._finish(job, waves[job], self.base.sampling_rate)
-    clones = [j for j in jobs if j.kind == "clone"]
-    if not clones:
-      return
-    converter = self.converter
-    if self.base.sampling_rate != converter.sampling_rate:
-      import librosa
-      for job in clones:
-        waves[job] = librosa.resample(waves[job], orig_sr=self.base.sampling_rate,
-                                      target_sr=converter.sampling_rate, res_type="soxr_hq")
-    sources = self._base_ses(clones, waves)
-    clones = [j for j in clones if j.status is None]
-    by_tau = collections.defaultdict(list)
-    for job in clones:
-      by_tau[job.spec["tau"]].append(job)
-    for tau, group in by_tau.items():
-      outputs = converter.convert([waves[j] for j in group], [sources[j] for j in group],
-                                  [targets[j] for j in group], tau=tau,
-                                  seed=[j.spec["seed"] for j in group])
-      for job, wave in zip(group, outputs):
-        self._finish(job, wave, converter.sampling_rate)
-
-  def _synthesize(self, jobs: list[Job]) -> dict:
+  def _speaker(self, job: Job):
     from ovjax.api import EspeakSpeaker
+    return self._espeak(job.spec["voice"]) if isinstance(self.base, EspeakSpeaker) else self.base
+
+  def _options(self, job: Job) -> dict:
+    from ovjax.api import EspeakSpeaker
+    s = job.spec
     if isinstance(self.base, EspeakSpeaker):
-      waves = {}
-      for job in jobs:  # One espeak-ng process per text: nothing to batch.
-        try:
-          waves[job] = self._espeak(job.spec["voice"]).synthesize(job.spec["text"],
-                                                                  speed=job.spec["speed"])
-        except OvjaxError as e:
-          self._failed(job, e)
-      return waves
-    from ovjax.api.tts import join_pieces
-    s = jobs[0].spec
-    flat = [p for j in jobs for p in j.spec["pieces"]]
-    # Every sentence piece of the group in one bucketed stream, as `synthesize` does for a list.
-    # Piece j of a job gets (job seed, 0, j): what `synthesize(text, seed=job seed)` gives.
-    paths = [(j.spec["seed"], 0, i) for j in jobs for i in range(len(j.spec["pieces"]))]
-    pieces = self.base.infer_ids(flat, s["style"], s["speed"], noise_scale=s["noise_scale"],
-                                 noise_scale_w=s["noise_scale_w"], sdp_ratio=s["sdp_ratio"],
-                                 seed=paths)
-    waves, start = {}, 0
-    for job in jobs:
-      n = len(job.spec["pieces"])
-      waves[job] = join_pieces(pieces[start:start + n], self.base.sampling_rate, s["speed"])
-      start += n
-    return waves
+      return {"speed": s["speed"]}
+    return {"speaker": s["style"], "language": s["language"], "speed": s["speed"],
+            "noise_scale": s["noise_scale"], "noise_scale_w": s["noise_scale_w"],
+            "sdp_ratio": s["sdp_ratio"]}
 
-  def _base_ses(self, jobs: list[Job], waves: dict) -> dict:
-    """job -> the base speaker's embedding: its folder's file for the style when it has one,
-    else embedded from the job's own synthetic speech (whole: VAD adds nothing there)."""
-    from ovjax.api import BaseSpeakerTTS
-    out = {}
-    for job in jobs:
-      if isinstance(self.base, BaseSpeakerTTS):
-        f = self.base.tone_color_file(job.spec["style"])
-        if f is not None:
-          try:
-            out[job] = self._se_from_file(f)
-          except OvjaxError as e:
-            self._failed(job, e)
-    rest = [j for j in jobs if j.status is None and j not in out]
-    keys = {j: ("synthetic", id(j)) for j in rest}
-    self._embed({keys[j]: (False, [(f"the base speaker's audio for {j.label}", waves[j])])
-                 for j in rest})
-    for job in rest:
-      try:
-        out[job] = self._cached(keys[job])
-      except OvjaxError as e:
-        self._failed(job, e)
-      finally:
-        self._se.pop(keys[job], None)  # Per job, not worth keeping.
-        self.embedded.pop(keys[job], None)
-    return out
+  def _tts_group(self, jobs: list[Job]) -> None:
+    from ovjax.api import EspeakSpeaker
+    base = self._speaker(jobs[0])
+    if isinstance(base, EspeakSpeaker):
+      waves = base.synthesize([j.spec["text"] for j in jobs], speed=jobs[0].spec["speed"])
+    else:  # The texts were split when the jobs were read: no second pass over them.
+      options = self._options(jobs[0])
+      options["style"] = options.pop("speaker")
+      options.pop("language")
+      waves = base.synthesize_pieces([j.spec["pieces"] for j in jobs],
+                                     seed=[j.spec["seed"] for j in jobs], **options)
+    for job, wave in zip(jobs, waves):
+      self._finish(job, wave, base.sampling_rate)
 
-
+  def _clone_group(self, jobs: list[Job]) -> None:
+    from ovjax.api import clone
+    targets = self._target_ses(jobs)  # A bad reference fails its job before any synthesis.
+    jobs = [j for j in jobs if j.status is None]
+    if not jobs:
+      return
+    outputs = clone(self.converter, self._speaker(jobs[0]), None, [j.spec["text"] for j in jobs],
+                    tau=jobs[0].spec["tau"], seed=[j.spec["seed"] for j in jobs],
+                    target_se=[targets[j] for j in jobs], **self._options(jobs[0]))
+    for job, wave in zip(jobs, outputs):
+      self._finish(job, wave, self.converter.sampling_rate)

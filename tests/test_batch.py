@@ -362,4 +362,5 @@ def test_long_source_is_converted_in_pieces(data, capsys, tmp_path):
   assert len(audio) == 40 * SR // HOP * HOP
   assert _report(tmp_path / "out") == [{"line": 1, "id": "long", "out": "long.wav",
                                         "status": "done", "error": None,
-                                        "seconds_audio": round(len(audio) / SR, 3)}]
+                                        "seconds_audio": round(len(audio) / SR, 3),
+                                        "source": str(d / "long.wav")}]

@@ -7,7 +7,6 @@ is split across all local devices, and the jitted functions compile once per buc
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence, Union
 
 import jax
@@ -115,19 +114,49 @@ class ToneColorConverter:
     """
     if isinstance(ref_wav_list, (str, os.PathLike, np.ndarray)):
       ref_wav_list = [ref_wav_list]
-    if len(ref_wav_list) == 0:
-      raise OvjaxError("extract_se: no reference audio given")
-    segments = []
-    for i, ref in enumerate(ref_wav_list):
-      name = str(ref) if isinstance(ref, (str, os.PathLike)) else f"reference {i}"
-      wave = self.load(ref, name)
-      for seg in embedding_segments(wave, self.sampling_rate, use_vad=use_vad, name=name):
-        segments.append(self._check_length(seg, name))
-    se = self.embed(segments).mean(axis=0)
+    se = self.extract_ses([ref_wav_list], use_vad)[0]
     if se_save_path is not None:
       from ovjax.checkpoint.store import save_tone_color
       save_tone_color(se_save_path, se)
     return se
+
+  def extract_ses(self, reference_sets, use_vad: bool = True, errors: str = "raise") -> list:
+    """`extract_se` of many speakers at once: one embedding [gin] per set of references (paths,
+    waveforms, or (name, path or waveform) pairs), the segments of every set embedded in one
+    bucketed batch stream. errors="return" puts a set's own OvjaxError (an unreadable, silent or
+    too short reference) in its slot instead of raising it."""
+    if errors not in ("raise", "return"):
+      raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+    segments, owners, out = [], [], []
+    for refs in reference_sets:
+      try:
+        mine = self._reference_segments(refs, use_vad)
+      except OvjaxError as e:
+        if errors == "raise":
+          raise
+        out.append(e)
+        continue
+      owners.append((len(out), len(mine)))
+      out.append(None)
+      segments.extend(mine)
+    embeddings = self.embed(segments) if segments else None
+    start = 0
+    for slot, n in owners:
+      out[slot] = embeddings[start:start + n].mean(axis=0)
+      start += n
+    return out
+
+  def _reference_segments(self, refs, use_vad: bool) -> list[np.ndarray]:
+    if len(refs) == 0:
+      raise OvjaxError("extract_se: no reference audio given")
+    segments = []
+    for i, ref in enumerate(refs):
+      name, ref = ref if isinstance(ref, tuple) else (
+          str(ref) if isinstance(ref, (str, os.PathLike)) else f"reference {i}", ref)
+      wave = self.load(ref, name)
+      for seg in embedding_segments(wave, self.sampling_rate, use_vad=use_vad, name=name):
+        segments.append(self._check_length(seg, name))
+    return segments
 
   def tone_color(self, se) -> np.ndarray:
     """An embedding given as an array ([gin], [1, gin, 1], ...) or a .npy/.pth file -> [gin]."""

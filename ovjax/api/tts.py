@@ -147,21 +147,37 @@ class BaseSpeakerTTS:
 
   def synthesize(self, texts, speaker: str = "default", language: str | None = None,
                  speed: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.6,
-                 sdp_ratio: float = 0.2, seed: int = 0):
+                 sdp_ratio: float = 0.2, seed=0):
     """One text or a list -> waveform(s) at the model's rate; every sentence piece of every text
-    is synthesised in one bucketed batch stream. Piece j of text k draws its noise from
-    key(seed) folded with k then j, so text k gets the same audio in any batch."""
+    is synthesised in one bucketed batch stream. seed: an int (piece j of text k draws its noise
+    from key(seed) folded with k then j, so text k gets the same audio in any batch) or one int
+    per text (text k then gets what `synthesize(text_k, seed=seed[k])` gives)."""
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     pieces = [self.text_to_pieces(t, language) for t in texts]
+    out = self.synthesize_pieces(pieces, speaker, speed, noise_scale, noise_scale_w, sdp_ratio,
+                                 seed)
+    return out[0] if single else out
+
+  def synthesize_pieces(self, pieces, style: str = "default", speed: float = 1.0,
+                        noise_scale: float = 0.667, noise_scale_w: float = 0.6,
+                        sdp_ratio: float = 0.2, seed=0) -> list[np.ndarray]:
+    """`synthesize` of texts already split by `text_to_pieces`: one list of id sequences per
+    text -> one waveform per text (seed as in `synthesize`)."""
+    if isinstance(seed, (int, np.integer)):
+      text_paths = [(int(seed), k) for k in range(len(pieces))]
+    else:
+      if len(seed) != len(pieces):
+        raise OvjaxError(f"{len(seed)} seeds for {len(pieces)} texts")
+      text_paths = [(int(s), 0) for s in seed]
     flat = [p for ps in pieces for p in ps]
-    paths = [(seed, k, j) for k, ps in enumerate(pieces) for j in range(len(ps))]
-    waves = self.infer_ids(flat, speaker, speed, noise_scale, noise_scale_w, sdp_ratio, paths)
+    paths = [path + (j,) for path, ps in zip(text_paths, pieces) for j in range(len(ps))]
+    waves = self.infer_ids(flat, style, speed, noise_scale, noise_scale_w, sdp_ratio, paths)
     out, start = [], 0
     for ps in pieces:
       out.append(join_pieces(waves[start:start + len(ps)], self.sampling_rate, speed))
       start += len(ps)
-    return out[0] if single else out
+    return out
 
   def tts(self, text: str, output_path=None, speaker: str = "default", language=None,
           speed: float = 1.0, **kwargs):
