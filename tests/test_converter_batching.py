@@ -54,18 +54,29 @@ def test_batched_conversion_equals_one_by_one(tcc, waves, tau):
 
 
 def test_padding_without_masks_would_leak(tcc, waves):
-  """Guard for the test above: the same item padded into a longer bucket still matches, so the
-  masks (not luck) keep padding out. Compare bucket 64 vs 192 frames for a 40-frame item."""
+  """Guard for the test above: a 40-frame item padded into buckets of 64 and 192 frames with
+  loud noise (not silence) in the padding. With its true length the output is the same in both
+  buckets and equal to the zero-padded one; told the padded width instead (so no frame is
+  masked), the padding reaches the item's own frames."""
   w = waves[0][:40 * 256 + 100]
-  outs = []
+  rng = np.random.default_rng(0)
+  src = jnp.zeros((1, tcc.config.gin_channels)) + 0.1
+  tgt = jnp.zeros((1, tcc.config.gin_channels)) - 0.1
+
+  def run(audio, lengths):
+    out, n = cv.convert_audio(tcc.params, jnp.asarray(audio), jnp.asarray(lengths), src, tgt,
+                              0.0, jax.random.key(0)[None], config=tcc.config)
+    return np.asarray(out)[0], int(n[0])
+
+  clean, n_clean = run(*batching.pad_batch([w], cv.input_width(64, tcc.config), 1))
+  clean = clean[:n_clean]
   for frames in (64, 192):
     audio, lengths = batching.pad_batch([w], cv.input_width(frames, tcc.config), 1)
-    out, n = cv.convert_audio(tcc.params, jnp.asarray(audio), jnp.asarray(lengths),
-                              jnp.zeros((1, tcc.config.gin_channels)) + 0.1,
-                              jnp.zeros((1, tcc.config.gin_channels)) - 0.1, 0.0,
-                              jax.random.key(0)[None], config=tcc.config)
-    outs.append(np.asarray(out)[0, :int(n[0])])
-  np.testing.assert_allclose(outs[0], outs[1], atol=1e-4, rtol=0)
+    audio[0, len(w):] = 0.5 * rng.standard_normal(audio.shape[1] - len(w))
+    masked, n = run(audio, lengths)
+    np.testing.assert_allclose(masked[:n], clean, atol=1e-4, rtol=0)
+    unmasked, _ = run(audio, np.full_like(lengths, audio.shape[1]))
+    assert np.max(np.abs(unmasked[:n_clean] - clean)) > 1e-2, frames
 
 
 def test_bucket_shapes():

@@ -19,6 +19,9 @@ def register(subparsers, parents=()) -> None:
   p.add_argument("dst", metavar="DST", help="new folder (must not exist or be empty)")
   p.add_argument("--format", choices=("official", "orbax"), default="official")
   p.add_argument("--step", type=int, help="the checkpoint to export (default: the newest)")
+  p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                 help="tensor type of the official checkpoint.pth (float16: half the size; "
+                      "loaded back as float32) (default: float32)")
   p.set_defaults(run=run)
 
 
@@ -29,6 +32,6 @@ def run(args) -> int:
     raise CheckpointError(f"{dst}: destination exists and is not an empty folder")
   common.check_creatable_parent(dst, "DST")
   from ovjax.training.export import export  # Deferred: imports JAX.
-  step = export(args.workdir, dst, args.format, args.step)
+  step = export(args.workdir, dst, args.format, args.step, args.dtype)
   progress(f"exported step {step} of {args.workdir} to {dst} ({args.format} layout)")
   return 0

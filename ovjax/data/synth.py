@@ -44,6 +44,7 @@ import numpy as np
 import soundfile as sf
 
 from ovjax.errors import AudioError, OvjaxError
+from ovjax.eval.asr import Transcriber
 from ovjax.fileio import atomic_output
 
 SOURCES = ("festival", "espeak")
@@ -103,7 +104,6 @@ TARGET_UTTERANCE_S = 4.0
 # A transcribed file up to this long is one utterance (its transcript cannot be split without an
 # aligner); longer ones are cut at pauses and transcribed by ASR like untranscribed ones.
 MAX_TRANSCRIBED_S = 20.0
-_ASR_RATE = 16000  # pocketsphinx's bundled en-us model
 
 # Synthetic audio: edge silence beyond this is trimmed (the engines pad up to ~0.5 s).
 _EDGE_SILENCE_S = 0.15
@@ -567,40 +567,6 @@ def speech_segments(audio: np.ndarray, rate: int, min_s: float = MIN_UTTERANCE_S
     elif out and e - out[-1][0] <= max_n:
       out[-1] = (out[-1][0], e)
   return out
-
-
-class Transcriber:
-  """English ASR with pocketsphinx's bundled model; one decoder per thread (they are stateful)."""
-
-  def __init__(self):
-    self._local = threading.local()
-
-  def _decoder(self):
-    decoder = getattr(self._local, "decoder", None)
-    if decoder is None:
-      try:
-        from pocketsphinx import Decoder
-      except ImportError:
-        raise OvjaxError("transcribing recordings needs the PyPI package pocketsphinx "
-                         "(pip install pocketsphinx)") from None
-      # Capped search (active HMMs and words per frame): 4x faster than the defaults on noisy
-      # or expressive speech, where the default search explodes, for about the same words.
-      decoder = self._local.decoder = Decoder(samprate=_ASR_RATE, loglevel="FATAL",
-                                              maxhmmpf=3000, maxwpf=5)
-    return decoder
-
-  def __call__(self, audio: np.ndarray, rate: int) -> str:
-    import librosa  # Deferred: only transcription resamples.
-    x = audio if rate == _ASR_RATE else librosa.resample(audio, orig_sr=rate,
-                                                         target_sr=_ASR_RATE, res_type="soxr_hq")
-    pcm = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768.0).astype("<i2").tobytes()
-    decoder = self._decoder()
-    decoder.start_utt()
-    decoder.process_raw(pcm, full_utt=True)
-    decoder.end_utt()
-    hyp = decoder.hyp()
-    # Filler "words" like <sil> or [NOISE] never reach the hypothesis string; spaces are tidied.
-    return " ".join(hyp.hypstr.split()) if hyp is not None else ""
 
 
 # -- the plan ---------------------------------------------------------------------------------

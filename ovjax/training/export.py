@@ -51,8 +51,14 @@ def trained_model(workdir, step: int | None = None):
   return config, params, step
 
 
-def export(workdir, dst, fmt: str = "official", step: int | None = None) -> int:
-  """Writes the inference folder `dst` (must not exist or be empty); returns the step exported."""
+def export(workdir, dst, fmt: str = "official", step: int | None = None,
+           dtype: str = "float32") -> int:
+  """Writes the inference folder `dst` (must not exist or be empty); returns the step exported.
+  dtype="float16" halves an official-layout checkpoint (loaders compute in float32 again)."""
+  if dtype not in ("float32", "float16"):
+    raise OvjaxError(f"export dtype must be float32 or float16, got {dtype!r}")
+  if fmt == "orbax" and dtype != "float32":
+    raise OvjaxError("--dtype float16 is for the official layout (Orbax folders are float32)")
   if fmt not in FORMATS:
     raise OvjaxError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
   dst = Path(dst)
@@ -64,6 +70,9 @@ def export(workdir, dst, fmt: str = "official", step: int | None = None) -> int:
     return step
   table = official.BASE_TABLE if isinstance(config, BaseTTSConfig) else official.CONVERTER_TABLE
   state_dict = official.official_state_dict(params, table)
+  if dtype == "float16":
+    state_dict = {k: v.astype(np.float16) if v.dtype == np.float32 else v
+                  for k, v in state_dict.items()}
   with atomic_output(dst, directory=True) as tmp:
     (tmp / "config.json").write_text(json.dumps(config.to_official(), indent=2))
     save_state_dict(tmp / "checkpoint.pth", state_dict, iteration=step)
