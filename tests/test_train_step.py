@@ -124,6 +124,27 @@ def test_steps_compile_once(setup, step_fn):
   assert int(state["step"]) == 3
 
 
+def test_bfloat16_compute_keeps_float32_parameters_and_losses(setup, step_fn):
+  """train.compute_dtype=bfloat16: the networks compute in bfloat16, parameters
+  and losses stay float32, and the step's losses are the float32 step's to bfloat16 accuracy."""
+  _, optim, state = setup
+  recipe = recipe_of(load_experiment("converter_tiny", ["train.compute_dtype=bfloat16"]))
+  assert recipe.dtype == jnp.bfloat16
+  batch = tiny_batch()
+  new, metrics = jax.jit(functools.partial(train_step, recipe=recipe, optim=optim))(state, batch)
+  _, reference = step_fn(state, batch)
+  assert bool(metrics["finite"])
+  for tree in ("params_g", "params_d"):  # (SGD keeps no optimiser state to check.)
+    assert {x.dtype for x in jax.tree.leaves(new[tree]) if jnp.issubdtype(x.dtype, jnp.floating)
+            } == {jnp.dtype(jnp.float32)}, tree
+  names = ("loss_mel", "loss_kl", "loss_disc", "loss_g_total")
+  assert all(metrics[name].dtype == jnp.float32 for name in names)
+  # bfloat16 keeps ~3 significant digits; through the whole randomly initialised generator the
+  # mel loss moved by 5.6% here, the others by less.
+  rel = {name: abs(float(metrics[name]) / float(reference[name]) - 1) for name in names}
+  assert max(rel.values()) < 0.1, rel
+
+
 SHARDED = textwrap.dedent("""
   import functools, json, sys
   import jax, numpy as np
