@@ -50,7 +50,9 @@ def _kinds():
 def checkpoint_kind(path) -> str:
   """'converter' or 'base_tts', from config.json (n_speakers = 0 means a converter)."""
   cfg = read_json(_folder(path) / "config.json")
-  n_speakers = cfg.get("data", {}).get("n_speakers", 0) if isinstance(cfg, dict) else 0
+  data = cfg.get("data", {}) if isinstance(cfg, dict) else {}
+  # A malformed "data" is left to the config parser, which names it.
+  n_speakers = data.get("n_speakers", 0) if isinstance(data, dict) else 0
   return "base_tts" if n_speakers else "converter"
 
 
