@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from ovjax.errors import OvjaxError, TextError
-from ovjax.fileio import atomic_output
+from ovjax.fileio import atomic_output, inside, require_regular_file
 
 REPORT_NAME = "report.jsonl"
 KINDS = ("convert", "tts", "clone")
@@ -179,6 +179,22 @@ def _output_name(name: str, key: str) -> str:
   return "/".join(parts)
 
 
+def output_path(out_dir, name: str) -> Path:
+  """Where job output `name` is written: `out_dir/name` with its folders' symlinks resolved.
+
+  Raises JobError when a folder on the way is a symlink leading outside the real `out_dir`
+  (`link/x.wav` with `link -> /elsewhere`): every file a run writes stays inside it. A symlink at
+  the name itself is harmless: the atomic rename replaces the link, never its target.
+  """
+  root = Path(out_dir).resolve()
+  target = root / name
+  folder = target.parent.resolve()  # Follows every symlink of the folders that exist.
+  if not inside(folder, root):
+    raise JobError(f"output {name}: its folder leads outside the output folder (to {folder}) "
+                   "through a symbolic link")
+  return folder / target.name
+
+
 def _path(obj, key, base_dir: Path) -> Path:
   return base_dir / os.path.expanduser(_string(obj, key))
 
@@ -189,6 +205,8 @@ def _audio_file(path: Path, what: str) -> Path:
     raise JobError(f"{what}: audio file not found: {path}")
   if path.is_dir():
     raise JobError(f"{what}: audio path is a directory, not a file: {path}")
+  # A FIFO or device would block the header read that sorts the jobs.
+  require_regular_file(path, f"{what}: audio file {path}", JobError)
   return path
 
 
@@ -316,7 +334,11 @@ def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0
       continue
     claimed[job.out] = job.line
     if job.status is None:
-      target = out_dir / job.out
+      try:
+        target = output_path(out_dir, job.out)
+      except JobError as e:
+        job.fail(e)
+        continue
       if target.is_dir():
         job.fail(f"output {target} is a directory")
       elif target.exists():
@@ -327,12 +349,15 @@ def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0
 def remove_stale_temporaries(out_dir, jobs: Iterable[Job]) -> int:
   """Remove the temporaries a killed run left beside this run's outputs; returns how many.
 
-  Only `.NAME.<hex>.tmp` files of the jobs' own output names are touched."""
-  out_dir = Path(out_dir)
+  Only `.NAME.<hex>.tmp` files of the jobs' own output names, inside the output folder, are
+  touched."""
   names = collections.defaultdict(set)
   for job in jobs:
     if job.out is not None:
-      target = out_dir / job.out
+      try:
+        target = output_path(out_dir, job.out)
+      except JobError:
+        continue  # A folder outside the output folder is not ours to clean.
       names[target.parent].add(target.name)
   removed = 0
   for folder, wanted in names.items():
@@ -351,14 +376,22 @@ def remove_stale_temporaries(out_dir, jobs: Iterable[Job]) -> int:
 
 class Report:
   """`report.jsonl`: one line per job, appended (and flushed) as each job ends, so a killed run
-  keeps a partial report; `close` rewrites it atomically, in line order."""
+  keeps a partial report; `close` rewrites it atomically, in line order.
+
+  Never written through a symlink: the run starts by renaming a fresh empty file over the name
+  (which replaces a link there, not its target) and appends with O_NOFOLLOW, so a link slipped in
+  meanwhile fails the open instead of being followed.
+  """
 
   def __init__(self, path):
     self.path = Path(path)
-    if self.path.is_dir():
+    if self.path.is_dir() and not self.path.is_symlink():
       raise OvjaxError(f"{self.path}: is a directory")
     try:
-      self._file = open(self.path, "w", encoding="utf-8")  # This run's report only.
+      with atomic_output(self.path):
+        pass  # This run's report only: an empty regular file, replacing whatever was there.
+      fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+      self._file = os.fdopen(fd, "w", encoding="utf-8")
     except OSError as e:
       raise OvjaxError(f"cannot write {self.path} ({e.strerror or type(e).__name__})")
 
@@ -441,6 +474,8 @@ class JobRunner:
     from ovjax.audio.io import write_wav
     path = self.out_dir / job.out
     try:
+      # Checked again at write time: a folder may have become a symlink since the jobs were read.
+      path = output_path(self.out_dir, job.out)
       write_wav(path, wave, sampling_rate)  # Atomic: a killed run leaves no half file.
     except OvjaxError as e:
       return self._failed(job, e)

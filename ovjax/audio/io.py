@@ -13,7 +13,14 @@ import numpy as np
 import soundfile as sf
 
 from ovjax.errors import AudioError, OvjaxError
-from ovjax.fileio import atomic_output
+from ovjax.fileio import atomic_output, require_regular_file
+
+# Header sanity bounds, checked before decoding: a rate outside them is a corrupt or hostile
+# header (resampling from 1 Hz would blow the file up a million-fold), and a longer recording
+# would decode to gigabytes of samples.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384000
+MAX_SECONDS = 4 * 3600
 
 # Peak below this is treated as silence: ~-80 dBFS, below the dither / noise floor of any real
 # recording, so only digital silence (or near-zero garbage) trips it.
@@ -26,11 +33,24 @@ def _one_line(err: BaseException) -> str:
   return text[0] if text else type(err).__name__
 
 
+def _check_rate(path: Path, sr: int) -> None:
+  if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+    raise AudioError(f"audio file {path}: sample rate {sr} Hz is outside "
+                     f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (corrupt header?)")
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
   """Decode `path` to float32 `[frames, channels]` (or `[frames]`) at its native rate."""
   try:
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return data, int(sr)
+    # As sf.read, but the header is checked before any sample is decoded.
+    with sf.SoundFile(str(path)) as f:
+      sr = int(f.samplerate)
+      _check_rate(path, sr)
+      if f.frames > MAX_SECONDS * sr:
+        raise AudioError(f"audio file {path}: {f.frames / sr / 3600:.1f} hours long, over the "
+                         f"{MAX_SECONDS // 3600} hour limit")
+      data = f.read(dtype="float32", always_2d=True)
+    return data, sr
   except (sf.LibsndfileError, RuntimeError) as sf_err:
     # libsndfile covers wav/flac/ogg/mp3; librosa is only a last resort for anything it might
     # read through another backend. Report soundfile's reason if both fail.
@@ -38,6 +58,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
       data, sr = librosa.load(str(path), sr=None, mono=False)
     except Exception:  # noqa: BLE001 - any failure here means "not audio".
       raise AudioError(f"cannot read audio file {path}: {_one_line(sf_err)}") from None
+    _check_rate(path, int(sr))
     data = np.asarray(data, dtype=np.float32)
     # librosa returns [channels, frames] for multi-channel input.
     data = data[:, None] if data.ndim == 1 else data.T
@@ -53,14 +74,17 @@ def check_not_silent(audio: np.ndarray, path: str | os.PathLike) -> None:
 def load_audio(path: str | os.PathLike, sample_rate: int, allow_silent: bool = False) -> np.ndarray:
   """Load `path` as mono float32 at `sample_rate`.
 
-  Raises `AudioError` (one line, naming the file) when the file is missing, a directory, not
-  decodable audio, empty, contains NaN/inf, or (unless `allow_silent`) is silent.
+  Raises `AudioError` (one line, naming the file) when the file is missing, a directory, not a
+  regular file (a FIFO, socket or device: refused before opening, which could block forever), not
+  decodable audio, has a header rate outside 1000..384000 Hz or a duration over 4 hours, is
+  empty, contains NaN/inf, or (unless `allow_silent`) is silent.
   """
   path = Path(path)
   if not path.exists():
     raise AudioError(f"audio file not found: {path}")
   if path.is_dir():
     raise AudioError(f"audio path is a directory, not a file: {path}")
+  require_regular_file(path, f"audio file {path}", AudioError)
 
   data, sr = _read(path)
   if data.shape[0] == 0:

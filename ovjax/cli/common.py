@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ovjax.errors import AudioError, CheckpointError, OvjaxError, TextError
+from ovjax.fileio import require_regular_file
 
 
 class Progress:
@@ -39,11 +40,12 @@ def check_output_file(path, suffix: str, flag: str = "--out") -> Path:
 
   The library writes outputs atomically (temp file + rename) and creates missing parent folders,
   so what must hold is: not a directory, and the nearest existing ancestor is a writable folder.
+  A symlink at `path` is fine, whatever it points to: the rename replaces the link itself.
   """
   path = Path(path)
   if path.suffix.lower() != suffix:
     raise OvjaxError(f"{flag} {path}: the output must be a {suffix} file")
-  if path.is_dir():
+  if path.is_dir() and not path.is_symlink():
     raise OvjaxError(f"{flag} {path}: is an existing directory")
   check_creatable_parent(path, flag)
   return path
@@ -60,19 +62,23 @@ def check_creatable_parent(path, flag: str) -> None:
 
 
 def check_audio_inputs(paths) -> None:
-  """Existence only (decoding needs the model's rate); same messages as `load_audio`."""
+  """Existence and kind only (decoding needs the model's rate); same messages as `load_audio`."""
   for path in paths:
     path = Path(path)
     if not path.exists():
       raise AudioError(f"audio file not found: {path}")
     if path.is_dir():
       raise AudioError(f"audio path is a directory, not a file: {path}")
+    require_regular_file(path, f"audio file {path}", AudioError)  # A FIFO would block the read.
 
 
 def check_tone_color_inputs(paths) -> None:
   for path in paths:
-    if path is not None and not Path(path).is_file():
+    if path is None:
+      continue
+    if not Path(path).exists():
       raise CheckpointError(f"{path}: no such tone-colour embedding file")
+    require_regular_file(path, f"tone-colour embedding file {path}", CheckpointError)
 
 
 def load_converter(args, progress: Progress):
@@ -161,8 +167,7 @@ def read_text(args) -> str:
     where = f"--text-file {path}"
     if not path.exists():
       raise OvjaxError(f"{where}: no such file")
-    if not path.is_file():
-      raise OvjaxError(f"{where}: not a file")
+    require_regular_file(path, where)  # Before reading: a FIFO or a device would block or stream.
     try:
       text = path.read_bytes().decode("utf-8-sig")  # -sig: drop a BOM Windows editors add.
     except UnicodeDecodeError as e:
