@@ -33,13 +33,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import math
 import os
 import re
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
+from ovjax import batching
 from ovjax.errors import OvjaxError, TextError
 from ovjax.fileio import atomic_output, inside, require_regular_file
 
@@ -141,27 +141,47 @@ def _no_duplicate_keys(pairs):
   return out
 
 
-def _number(obj, key, low: float, high: float = math.inf, low_open: bool = False) -> float:
+def _show(value) -> str:
+  """A short JSON form of any parsed value (huge ints, deep nesting and lone surrogates too)."""
+  if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+    return f"an integer of {value.bit_length()} bits"
+  try:
+    text = json.dumps(value)
+  except (ValueError, RecursionError):
+    text = type(value).__name__
+  return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(obj, key) -> float:
+  """obj[key] within batching.NUMBER_RANGES[key] (the CLI's and the API's range)."""
   value = obj[key]
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise JobError(f"{key!r} must be a number, got {json.dumps(value)}")
-  ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-  if not ok:
-    bound = (f"> {low:g}" if low_open else f">= {low:g}") + (
-        "" if math.isinf(high) else f" and <= {high:g}")
-    raise JobError(f"{key!r} must be a finite number {bound}, got {value}")
-  return float(value)
+    raise JobError(f"{key!r} must be a number, got {_show(value)}")
+  return batching.check_number(key, value, repr(key), JobError)
+
+
+def _unicode(value: str, key) -> str:
+  try:
+    value.encode("utf-8")  # A lone surrogate ("\ud800" in the JSON) is no file name or text.
+  except UnicodeEncodeError:
+    raise JobError(f"{key!r} is not valid Unicode text (a lone surrogate)") from None
+  return value
 
 
 def _string(obj, key) -> str:
   value = obj[key]
   if not isinstance(value, str) or not value.strip():
-    raise JobError(f"{key!r} must be a non-empty string, got {json.dumps(value)}")
-  return value
+    raise JobError(f"{key!r} must be a non-empty string, got {_show(value)}")
+  return _unicode(value, key)
 
 
 def _output_name(name: str, key: str) -> str:
-  """A .wav name inside the output folder: no absolute paths, no `..`, no hidden temp names."""
+  """A .wav name inside the output folder: no absolute paths, no `..`, no hidden temp names,
+  at most batching.MAX_NAME_CHARS characters and no folder or file name over 255 bytes."""
+  if len(name) > batching.MAX_NAME_CHARS:
+    raise JobError(f"{key!r}: {len(name)} characters, more than the {batching.MAX_NAME_CHARS} "
+                   "allowed")
+  _unicode(name, key)
   if "\0" in name:
     raise JobError(f"{key!r}: a file name cannot contain NUL")
   path = PurePosixPath(name.replace(os.sep, "/"))
@@ -176,6 +196,10 @@ def _output_name(name: str, key: str) -> str:
     raise JobError(f"{key!r} {name!r}: a reserved temporary-file name")
   if not parts[-1].lower().endswith(".wav"):
     raise JobError(f"{key!r} {name!r}: the output must be a .wav file")
+  # The temporary `.NAME.<12 hex>.tmp` beside it must fit too: 255 bytes less 18.
+  if any(len(p.encode("utf-8")) > 255 - 18 for p in parts):
+    raise JobError(f"{key!r} {batching.show(name)}: a folder or file name longer than "
+                   f"{255 - 18} bytes")
   return "/".join(parts)
 
 
@@ -237,14 +261,25 @@ def parse_job(line: int, text: str | None, base_dir: Path, has_converter: bool,
       obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
       raise JobError(f"bad JSON: {e.msg} (column {e.colno})") from None
+    except ValueError:  # An integer of more than 4300 digits.
+      raise JobError("bad JSON: an integer of more than 4300 digits") from None
+    except RecursionError:
+      raise JobError("bad JSON: nested too deeply") from None
     if not isinstance(obj, dict):
       raise JobError(f"a job must be a JSON object, got {type(obj).__name__}")
     # id and out first, so even a job that fails below is reported under its name.
     if "id" in obj:
       value = obj["id"]
-      if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-        raise JobError(f"'id' must be a non-empty string or an integer, got {json.dumps(value)}")
-      job.id = str(value)
+      if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 1000:  # str() refuses more than 4300 digits.
+          raise JobError(f"'id': {_show(value)}, more than {batching.MAX_NAME_CHARS} digits")
+        value = str(value)
+      if not isinstance(value, str) or not value.strip():
+        raise JobError(f"'id' must be a non-empty string or an integer, got {_show(value)}")
+      if len(value) > batching.MAX_NAME_CHARS:
+        raise JobError(f"'id': {len(value)} characters, more than the "
+                       f"{batching.MAX_NAME_CHARS} allowed")
+      job.id = _unicode(value, "id")
     if "out" in obj:
       job.out = _output_name(_string(obj, "out"), "out")
     else:
@@ -269,23 +304,17 @@ def parse_job(line: int, text: str | None, base_dir: Path, has_converter: bool,
 def _parse_spec(obj, kind: str, base_dir: Path, seed: int, vad: bool) -> dict:
   spec = {"seed": seed, "vad": vad}
   if "seed" in obj:
-    value = obj["seed"]
-    if isinstance(value, bool) or not isinstance(value, int):
-      raise JobError(f"'seed' must be an integer, got {json.dumps(value)}")
-    spec["seed"] = value
+    spec["seed"] = batching.check_seed(obj["seed"], "'seed'", JobError)
   if "vad" in obj:
     if not isinstance(obj["vad"], bool):
-      raise JobError(f"'vad' must be true or false, got {json.dumps(obj['vad'])}")
+      raise JobError(f"'vad' must be true or false, got {_show(obj['vad'])}")
     spec["vad"] = obj["vad"]
   for key in ("tau", "speed", "noise_scale", "noise_scale_w", "sdp_ratio"):
     if key in _KEYS[kind]:
       spec[key] = _DEFAULTS[key]
-  for key, low, high, low_open in (("tau", 0, math.inf, False), ("speed", 0, math.inf, True),
-                                   ("noise_scale", 0, math.inf, False),
-                                   ("noise_scale_w", 0, math.inf, False),
-                                   ("sdp_ratio", 0, 1, False)):
+  for key in ("tau", "speed", "noise_scale", "noise_scale_w", "sdp_ratio"):
     if key in obj:
-      spec[key] = _number(obj, key, low, high, low_open)
+      spec[key] = _number(obj, key)
   if kind == "convert":
     spec["source"] = _audio_file(_path(obj, "source", base_dir), "'source'")
     if "source_se" in obj:
@@ -307,9 +336,11 @@ def _parse_spec(obj, kind: str, base_dir: Path, seed: int, vad: bool) -> dict:
                                             "'reference'") for r in refs)
   if kind in ("tts", "clone"):
     if not isinstance(obj["text"], str):
-      raise JobError(f"'text' must be a string, got {json.dumps(obj['text'])}")
+      raise JobError(f"'text' must be a string, got {_show(obj['text'])}")
     if not obj["text"].strip():
       raise JobError("empty text, nothing to speak")
+    _unicode(obj["text"], "text")
+    batching.check_text(obj["text"], "'text'", JobError)
     spec["text"] = obj["text"]
     for key in ("style", "language"):
       spec[key] = _string(obj, key) if key in obj else None
@@ -322,6 +353,7 @@ def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0
 
   Raises OvjaxError only for a jobs file that cannot be used at all (missing, empty)."""
   path, out_dir = Path(path), Path(out_dir)
+  batching.check_seed(seed, "--seed")  # The default seed of every job.
   jobs = [parse_job(n, text, path.parent, has_converter, has_base, seed, vad)
           for n, text in read_lines(path)]
   claimed = {}

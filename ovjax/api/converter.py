@@ -176,12 +176,21 @@ class ToneColorConverter:
 
     src_se / tgt_se: one embedding for all inputs, or a list with one per input. seed: an int
     (item i's noise from fold_in(key(seed), i)) or one seed per item (each item then gets what
-    converting it alone with its seed gives), see `batching.item_keys`. Inputs longer than max_frames are converted in overlapping pieces (see
-    `ovjax.chunking`), so memory stays bounded for hour-long inputs.
+    converting it alone with its seed gives), see `batching.item_keys`. tau and seeds must lie
+    in `batching.NUMBER_RANGES["tau"]` and [0, `batching.SEED_LIMIT`) (OvjaxError otherwise).
+    Inputs longer than max_frames are converted in overlapping pieces (see `ovjax.chunking`), so
+    memory stays bounded for hour-long inputs.
     Returns a waveform (or a list); writes WAVs if output_path (or a list) given.
     """
     single = not isinstance(audio_src_path, (list, tuple))
     sources = [audio_src_path] if single else list(audio_src_path)
+    tau = batching.check_number("tau", tau)  # Both before the audio loads.
+    if isinstance(seed, (list, tuple, np.ndarray)):
+      if len(seed) != len(sources):
+        raise OvjaxError(f"{len(seed)} seeds for {len(sources)} inputs")
+      seed = [batching.check_seed(s) for s in seed]
+    else:
+      seed = batching.check_seed(seed)
     waves = [self.load(s, str(s) if isinstance(s, (str, os.PathLike)) else f"source {i}")
              for i, s in enumerate(sources)]
     src = self._per_item(src_se, len(waves), "src_se")

@@ -32,9 +32,21 @@ def join_pieces(pieces: Sequence[np.ndarray], sample_rate: int, speed: float) ->
   return np.concatenate([part for piece in pieces for part in (piece, pause)])
 
 
-def _check_speed(speed: float) -> None:
-  if not np.isfinite(speed) or speed <= 0:
-    raise OvjaxError(f"speed must be a positive number, got {speed}")
+def check_options(speed=1.0, noise_scale=0.667, noise_scale_w=0.6, sdp_ratio=0.2) -> dict:
+  """The synthesis numbers as floats, each checked against `batching.NUMBER_RANGES` (OvjaxError
+  naming the option otherwise): the same ranges as the CLI and batch jobs."""
+  given = dict(speed=speed, noise_scale=noise_scale, noise_scale_w=noise_scale_w,
+               sdp_ratio=sdp_ratio)
+  return {name: batching.check_number(name, value) for name, value in given.items()}
+
+
+def check_seeds(seed, n: int, what: str = "texts"):
+  """An int seed, or a list of n of them, each in [0, batching.SEED_LIMIT) (OvjaxError)."""
+  if isinstance(seed, (list, tuple, np.ndarray)):
+    if len(seed) != n:
+      raise OvjaxError(f"{len(seed)} seeds for {n} {what}")
+    return [batching.check_seed(s) for s in seed]
+  return batching.check_seed(seed)
 
 
 class BaseSpeakerTTS:
@@ -116,7 +128,8 @@ class BaseSpeakerTTS:
                 sdp_ratio: float = 0.2, seed: int = 0) -> list[np.ndarray]:
     """Id sequences -> waveforms, in token-length buckets. seed: an int (item i's noise from
     fold_in(key(seed), i)) or one seed path per item (see `batching.item_keys`)."""
-    _check_speed(speed)
+    options = check_options(speed, noise_scale, noise_scale_w, sdp_ratio)
+    speed, noise_scale, noise_scale_w, sdp_ratio = options.values()
     sid = self.speaker_id(style)
     hop = self.config.vits.hop_length
     all_keys = batching.item_keys(seed, len(sequences))
@@ -151,9 +164,17 @@ class BaseSpeakerTTS:
     """One text or a list -> waveform(s) at the model's rate; every sentence piece of every text
     is synthesised in one bucketed batch stream. seed: an int (piece j of text k draws its noise
     from key(seed) folded with k then j, so text k gets the same audio in any batch) or one int
-    per text (text k then gets what `synthesize(text_k, seed=seed[k])` gives)."""
+    per text (text k then gets what `synthesize(text_k, seed=seed[k])` gives). The numbers must
+    lie in `batching.NUMBER_RANGES`, seeds in [0, 2**32), each text within
+    `batching.MAX_TEXT_CHARS` characters (OvjaxError / TextError, before any work)."""
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
+    check_options(speed, noise_scale, noise_scale_w, sdp_ratio)  # Before the text front end.
+    check_seeds(seed, len(texts))
+    for k, t in enumerate(texts):
+      if not isinstance(t, str):
+        raise TextError(f"text {k}: expected a string, got {type(t).__name__}")
+      batching.check_text(t, "text" if single else f"text {k}")
     pieces = [self.text_to_pieces(t, language) for t in texts]
     out = self.synthesize_pieces(pieces, speaker, speed, noise_scale, noise_scale_w, sdp_ratio,
                                  seed)
@@ -164,12 +185,11 @@ class BaseSpeakerTTS:
                         sdp_ratio: float = 0.2, seed=0) -> list[np.ndarray]:
     """`synthesize` of texts already split by `text_to_pieces`: one list of id sequences per
     text -> one waveform per text (seed as in `synthesize`)."""
-    if isinstance(seed, (int, np.integer)):
-      text_paths = [(int(seed), k) for k in range(len(pieces))]
+    seed = check_seeds(seed, len(pieces))
+    if isinstance(seed, int):
+      text_paths = [(seed, k) for k in range(len(pieces))]
     else:
-      if len(seed) != len(pieces):
-        raise OvjaxError(f"{len(seed)} seeds for {len(pieces)} texts")
-      text_paths = [(int(s), 0) for s in seed]
+      text_paths = [(s, 0) for s in seed]
     flat = [p for ps in pieces for p in ps]
     paths = [path + (j,) for path, ps in zip(text_paths, pieces) for j in range(len(ps))]
     waves = self.infer_ids(flat, style, speed, noise_scale, noise_scale_w, sdp_ratio, paths)
@@ -223,13 +243,17 @@ class EspeakSpeaker:
 
   def synthesize(self, texts, speed: float = 1.0, **_):
     single = isinstance(texts, str)
-    out = [self._speak(t, speed) for t in ([texts] if single else texts)]
+    speed = batching.check_number("speed", speed)
+    texts = [texts] if single else list(texts)
+    for k, t in enumerate(texts):
+      batching.check_text(t, "text" if single else f"text {k}")
+    out = [self._speak(t, speed) for t in texts]
     return out[0] if single else out
 
   def _speak(self, text: str, speed: float) -> np.ndarray:
     import soundfile as sf
     import librosa
-    _check_speed(speed)
+    speed = batching.check_number("speed", speed)
     if not isinstance(text, str) or not text.strip():
       raise TextError("empty text: nothing to speak")
     # espeak-ng would read punctuation-only text by name ("ellipsis"); refuse it like the TTS.

@@ -52,7 +52,7 @@ def register(subparsers, parents=()) -> None:
                       "(then a job's 'language' picks the voice); needed by tts and clone jobs")
   p.add_argument("--max-batch", type=_positive_int, default=8, metavar="N",
                  help="jobs per group and items per device batch (default: 8)")
-  p.add_argument("--seed", type=int, default=0, metavar="N",
+  p.add_argument("--seed", type=common.seed_type, default=0, metavar="N",
                  help="seed of the sampling noise for jobs without their own (default: 0)")
   p.add_argument("--no-vad", action="store_true",
                  help="embed references and sources whole by default (a job's 'vad' wins)")

@@ -32,7 +32,7 @@ def register(subparsers, parents=()) -> None:
   target.add_argument("--target-se", metavar="SE", help="target embedding (.npy or .pth)")
   common.add_text_args(p)
   common.add_tts_args(p, espeak_note="; ignored with an espeak base")
-  p.add_argument("--tau", type=common.number_type(0), default=0.3,
+  p.add_argument("--tau", type=common.option_type("tau"), default=0.3,
                  help="converter sampling temperature, 0 = deterministic (default: 0.3)")
   p.add_argument("--no-vad", action="store_true",
                  help="embed the references whole instead of their detected speech")

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from ovjax import batching
 from ovjax.errors import AudioError, CheckpointError, OvjaxError, TextError
 from ovjax.fileio import require_regular_file
 
@@ -122,6 +123,39 @@ def number_type(low: float, high: float = float("inf"), low_open: bool = False):
   return parse
 
 
+def option_type(name: str):
+  """An argparse type for the user number `name` of `batching.NUMBER_RANGES` (the range the API
+  and batch jobs enforce too)."""
+
+  def parse(text: str) -> float:
+    try:
+      value = float(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"not a number: {batching.show(text)}")
+    try:
+      return batching.check_number(name, value, "", shown=text)
+    except OvjaxError as e:
+      raise argparse.ArgumentTypeError(str(e))
+
+  parse.__name__ = "number"
+  return parse
+
+
+def seed_type(text: str) -> int:
+  """An argparse type: a seed, an integer in [0, batching.SEED_LIMIT)."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"not an integer: {batching.show(text)}")
+  try:
+    return batching.check_seed(value, "")
+  except OvjaxError as e:
+    raise argparse.ArgumentTypeError(str(e).strip())
+
+
+seed_type.__name__ = "seed"
+
+
 # -- text-to-speech options (tts and clone) --------------------------------------------------------
 
 
@@ -140,16 +174,19 @@ def add_tts_args(parser, espeak_note: str = "") -> None:
   parser.add_argument("--style", metavar="NAME",
                       help="speaking style of the base speaker, e.g. default, whispering, "
                            "cheerful, sad (default: 'default')")
-  parser.add_argument("--speed", type=number_type(0, low_open=True), default=1.0,
-                      help="speaking rate, > 0 (default: 1.0)")
-  parser.add_argument("--noise-scale", type=number_type(0), default=0.667,
-                      help="prior sampling noise, 0 = deterministic (default: 0.667)")
-  parser.add_argument("--noise-scale-w", type=number_type(0), default=0.6,
-                      help="duration sampling noise, 0 = deterministic (default: 0.6)")
-  parser.add_argument("--sdp-ratio", type=number_type(0, 1), default=0.2,
+  parser.add_argument("--speed", type=option_type("speed"), default=1.0,
+                      help="speaking rate, in [0.1, 10] (default: 1.0)")
+  parser.add_argument("--noise-scale", type=option_type("noise_scale"), default=0.667,
+                      help="prior sampling noise in [0, 10], 0 = deterministic (default: 0.667)")
+  parser.add_argument("--noise-scale-w", type=option_type("noise_scale_w"), default=0.6,
+                      help="duration sampling noise in [0, 10], 0 = deterministic "
+                           "(default: 0.6)")
+  parser.add_argument("--sdp-ratio", type=option_type("sdp_ratio"), default=0.2,
                       help="weight of the stochastic duration predictor, in [0, 1] "
                            "(default: 0.2)")
-  parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+  parser.add_argument("--seed", type=seed_type, default=0,
+                      help=f"seed of the sampling noise, in [0, {batching.SEED_LIMIT - 1}] "
+                           "(default: 0)")
 
 
 def tts_options(args) -> dict:
@@ -168,6 +205,9 @@ def read_text(args) -> str:
     if not path.exists():
       raise OvjaxError(f"{where}: no such file")
     require_regular_file(path, where)  # Before reading: a FIFO or a device would block or stream.
+    if path.stat().st_size > 4 * batching.MAX_TEXT_CHARS + 3:  # UTF-8: <= 4 bytes a character.
+      raise TextError(f"{where}: more than the {batching.MAX_TEXT_CHARS} characters allowed per "
+                      "text (split it)")
     try:
       text = path.read_bytes().decode("utf-8-sig")  # -sig: drop a BOM Windows editors add.
     except UnicodeDecodeError as e:
@@ -176,6 +216,7 @@ def read_text(args) -> str:
       raise OvjaxError(f"{where}: cannot read ({e.strerror or type(e).__name__})")
   if not text.strip():
     raise TextError(f"{where}: empty text, nothing to speak")
+  batching.check_text(text, where)
   return text
 
 

@@ -1,17 +1,7 @@
 """`ovjax convert`: move a recording into another speaker's tone colour."""
 from __future__ import annotations
 
-import argparse
-import math
-
 from ovjax.cli import common
-
-
-def _tau(text: str) -> float:
-  value = float(text)
-  if not math.isfinite(value) or value < 0:
-    raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-  return value
 
 
 def register(subparsers, parents=()) -> None:
@@ -29,9 +19,9 @@ def register(subparsers, parents=()) -> None:
   target.add_argument("--target-se", metavar="SE", help="target embedding (.npy or .pth)")
   p.add_argument("--source-se", metavar="SE",
                  help="source embedding (.npy or .pth); default: extracted from SRC")
-  p.add_argument("--tau", type=_tau, default=0.3,
+  p.add_argument("--tau", type=common.option_type("tau"), default=0.3,
                  help="posterior sampling temperature, 0 = deterministic (default: 0.3)")
-  p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default: 0)")
+  p.add_argument("--seed", type=common.seed_type, default=0, help="seed of the sampling noise (default: 0)")
   p.add_argument("--no-vad", action="store_true",
                  help="extract embeddings from whole files instead of detected speech")
   p.add_argument("--out", required=True, metavar="OUT.wav",
