@@ -1,5 +1,5 @@
 """The `ovjax` command line (one module per subcommand in this package): extract-se, convert,
-tts, clone, import-checkpoint, batch, bench, corpus, train, export.
+tts, clone, import-checkpoint, batch, eval, bench, corpus, train, export, demo.
 
 Exit codes: 0 success; 1 bad input (an `OvjaxError`, reported as one line); 2 usage error
 (argparse); 3 internal error (a bug: one line, or a traceback with OVJAX_DEBUG=1); 130 interrupted.
@@ -24,11 +24,12 @@ import ovjax  # noqa: E402  (just __version__: no JAX)
 from ovjax.errors import OvjaxError  # noqa: E402
 
 # Only argument definitions are imported here; each command imports JAX inside its `run`.
-from ovjax.cli import (batch, bench, clone, convert, corpus, export, extract_se,  # noqa: E402
-                       import_checkpoint, train, tts)
+from ovjax.cli import (batch, bench, clone, convert, corpus, demo, eval as eval_cmd,  # noqa: E402
+                       export, extract_se, import_checkpoint, train, tts)
 
 PROG = "ovjax"
-_COMMANDS = (extract_se, convert, tts, clone, import_checkpoint, batch, bench, corpus, train, export)
+_COMMANDS = (demo, extract_se, convert, tts, clone, import_checkpoint, batch, eval_cmd, bench,
+             corpus, train, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
