@@ -5,17 +5,13 @@ fresh interpreter, whose peak RSS growth during the load is what we measure; its
 capped too, so a regression fails the test instead of exhausting the machine.
 """
 
-import collections
-import contextlib
 import functools
 import io
 import json
 import os
-import pickle
 import struct
 import subprocess
 import sys
-import types
 import zlib
 from pathlib import Path
 
@@ -26,42 +22,20 @@ import pytest
 from ovjax.checkpoint.torch_pickle import load_pth, load_state_dict
 from ovjax.checkpoint.torch_save import save_pth, save_state_dict
 from ovjax.errors import CheckpointError
+import test_torch_pickle as torch_pickle_tests  # noqa: E402 - beside this file.
+from test_torch_pickle import Tensor, _TorchPickler, _fake_torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_RSS_GROWTH = 300 << 20
 
 
-# --- Pickling the way torch does, without torch ----------------------------------------------
-# As in test_torch_pickle: pickle emits a GLOBAL only for an object it can import again, so the
-# fake torch modules are in sys.modules just while pickling.
-
-def _fake(module: str, name: str, obj):
-  obj.__module__, obj.__name__, obj.__qualname__ = module, name, name
-  return obj
+# --- Pickling the way torch does, without torch: test_torch_pickle's fake torch and pickler ----
 
 
-_rebuild_tensor_v2 = _fake("torch._utils", "_rebuild_tensor_v2", lambda *args: None)
-_FloatStorage = _fake("torch", "FloatStorage", type("FloatStorage", (), {}))
-
-
-@contextlib.contextmanager
-def _fake_torch():
-  torch = types.ModuleType("torch")
-  utils = types.ModuleType("torch._utils")
-  utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-  torch._utils, torch.FloatStorage = utils, _FloatStorage
-  added = {"torch": torch, "torch._utils": utils}
-  assert not set(added) & set(sys.modules), "real torch must not be imported in these tests"
-  sys.modules.update(added)
-  try:
-    yield
-  finally:
-    for name in added:
-      del sys.modules[name]
-
-
-class Storage:
-  """A float32 storage of `numel` elements, saved as `archive/data/<key>` (zeros unless given)."""
+class Storage(torch_pickle_tests.Storage):
+  """A float32 storage of `numel` elements, saved as `archive/data/<key>` (zeros unless given);
+  its payload is made only when written, so a storage can claim a size the test never builds."""
+  dtype = np.dtype(np.float32)
 
   def __init__(self, key: str, numel: int, values: np.ndarray | None = None):
     self.key, self.numel, self.values = key, numel, values
@@ -69,29 +43,6 @@ class Storage:
   def payload(self) -> bytes:
     values = np.zeros(self.numel, np.float32) if self.values is None else self.values
     return values.astype("<f4").tobytes()
-
-
-class Tensor:
-  """Pickles as torch pickles a tensor: `_rebuild_tensor_v2(storage, offset, size, stride, ...)`."""
-
-  def __init__(self, storage: Storage, offset: int, size: tuple, stride: tuple):
-    self.args = (storage, offset, size, stride, False, collections.OrderedDict())
-
-  def __reduce__(self):
-    return _rebuild_tensor_v2, self.args
-
-
-class _TorchPickler(pickle.Pickler):
-
-  def __init__(self, file):
-    super().__init__(file, protocol=2)
-    self.storages: dict[str, Storage] = {}
-
-  def persistent_id(self, obj):
-    if not isinstance(obj, Storage):
-      return None
-    self.storages[obj.key] = obj
-    return ("storage", _FloatStorage, obj.key, "cpu", obj.numel)
 
 
 def _pickled(obj) -> tuple[bytes, dict[str, Storage]]:

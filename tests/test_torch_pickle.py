@@ -60,10 +60,12 @@ def _fake_torch():
 
 
 class Storage:
-  """A flat storage, saved as `<prefix>/data/<key>`."""
+  """A flat storage, saved as `<prefix>/data/<key>`. The pickler reads only `key`, `dtype` and
+  `numel` (so a storage can claim a size it never materialises: test_hostile_checkpoints)."""
 
   def __init__(self, key: str, values: np.ndarray):
     self.key, self.values = key, values
+    self.dtype, self.numel = values.dtype, values.size
 
 
 class Tensor:
@@ -86,8 +88,7 @@ class _TorchPickler(pickle.Pickler):
     if not isinstance(obj, Storage):
       return None
     self.storages[obj.key] = obj
-    cls = _STORAGE_CLASSES[obj.values.dtype]
-    return ("storage", cls, obj.key, "cpu", obj.values.size)
+    return ("storage", _STORAGE_CLASSES[obj.dtype], obj.key, "cpu", obj.numel)
 
 
 def write_archive(path: Path, obj, byteorder: str = "little", prefix: str = "archive") -> Path:
