@@ -85,19 +85,14 @@ def _report(paths, references, text, png, progress) -> None:
   from ovjax.eval import speaker_encoder
   item = harness.Item(id="demo", output=paths["converted"], source=paths["base"],
                       reference=tuple(Path(r) for r in references), text=text)
+  evaluator = harness.Evaluator(asr=_has_asr(), plot_dir=png.parent)
   try:
     speaker_encoder.find_weights()
   except OvjaxError as e:
-    from ovjax.eval.plots import log_mel_of, save_mel_png
-    from ovjax.audio.io import load_audio
-    mels = {f"{name}: {p.name}": log_mel_of(load_audio(p, 16000), 16000)
-            for name, p in (("base", item.source), ("reference", item.reference[0]),
-                            ("converted", item.output))}
-    save_mel_png(png, mels, 16000, 256, title="ovjax demo")
+    Path(evaluator.plot(item)).replace(png)
     print(f"wrote {paths['base']}, {paths['converted']}, {png}")
     print(f"(no similarity numbers: {str(e).splitlines()[0]})")
     return
-  evaluator = harness.Evaluator(asr=_has_asr(), plot_dir=png.parent)
   row = evaluator.item(item)
   Path(row["plot"]).replace(png)
   print(f"wrote {paths['base']}, {paths['converted']}, {png}")

@@ -114,7 +114,7 @@ class Evaluator:
                progress: Callable[[str], None] = lambda message: None):
     from ovjax.eval import speaker_encoder
     self._encoder = speaker_encoder
-    self.params = speaker_encoder.load_params(speaker_weights)
+    self._weights, self._params = speaker_weights, None
     self.asr = asr
     self.plot_dir = None if plot_dir is None else Path(plot_dir)
     self.progress = progress
@@ -122,6 +122,13 @@ class Evaluator:
     self._embeddings: dict[Path, np.ndarray] = {}
     self._transcripts: dict[Path, str] = {}
     self._transcriber = None
+
+  @property
+  def params(self):
+    """The speaker encoder's weights, read when first needed (pictures alone need none)."""
+    if self._params is None:
+      self._params = self._encoder.load_params(self._weights)
+    return self._params
 
   def wave(self, path: Path) -> np.ndarray:
     from ovjax.audio.io import load_audio
