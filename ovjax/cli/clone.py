@@ -66,6 +66,29 @@ def check_espeak_text(text: str, voice: str) -> None:
     text_frontend.text_to_sequence(text, voice, frontend="espeak")
 
 
+def load_base_speaker(base_arg: str, style, language, text: str, progress):
+  """`--base` as a base speaker, its style and language checked and `text` checked speakable on
+  it before anything else runs: (base, style, language, a description for progress lines)."""
+  voice = espeak_voice(base_arg)
+  if voice is not None:
+    from ovjax.api import EspeakSpeaker  # Deferred: imports JAX.
+    try:
+      base = EspeakSpeaker(voice)  # Checks the voice: TextError if espeak-ng has none.
+    except OvjaxError as e:
+      raise type(e)(f"--base {base_arg}: {e}") from None
+    check_espeak_text(text, base.voice)
+    if language is not None:
+      progress(f"ignoring --language {language}: the espeak voice sets the language")
+    progress(f"base speaker: espeak-ng voice {base.voice}")
+    return base, "default", None, "text"
+  base = common.load_base_tts(base_arg, progress, "--base")
+  style = tts_command.resolve_style(base, style)
+  language = tts_command.check_language(base, language)
+  # Unspeakable text fails here, before the reference extraction and the synthesis.
+  pieces = base.text_to_pieces(text, language)
+  return base, style, language, f"{common.plural(len(pieces), 'piece')} ({language}, style {style})"
+
+
 def run(args) -> int:
   progress = common.Progress(args)
   use_vad = not args.no_vad
@@ -79,25 +102,8 @@ def run(args) -> int:
   common.check_audio_inputs(args.reference or [])
   common.check_tone_color_inputs([args.target_se])
 
-  if voice is not None:
-    from ovjax.api import EspeakSpeaker  # Deferred: imports JAX.
-    try:
-      base = EspeakSpeaker(voice)  # Checks the voice: TextError if espeak-ng has none.
-    except OvjaxError as e:
-      raise type(e)(f"--base {args.base}: {e}") from None
-    check_espeak_text(text, base.voice)
-    if args.language is not None:
-      progress(f"ignoring --language {args.language}: the espeak voice sets the language")
-    progress(f"base speaker: espeak-ng voice {base.voice}")
-    style, language = "default", None
-    what = "text"
-  else:
-    base = common.load_base_tts(args.base, progress, "--base")
-    style = tts_command.resolve_style(base, args.style)
-    language = tts_command.check_language(base, args.language)
-    # Unspeakable text fails here, before the reference extraction and the synthesis.
-    pieces = base.text_to_pieces(text, language)
-    what = f"{common.plural(len(pieces), 'piece')} ({language}, style {style})"
+  base, style, language, what = load_base_speaker(args.base, args.style, args.language, text,
+                                                   progress)
   converter = common.load_converter_folder(args.converter, progress, "--converter")
 
   if args.target_se is not None:

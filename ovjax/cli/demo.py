@@ -5,7 +5,6 @@ from pathlib import Path
 
 from ovjax.cli import clone as clone_command
 from ovjax.cli import common
-from ovjax.cli import tts as tts_command
 from ovjax.errors import OvjaxError
 
 DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog, and this is my voice, "
@@ -50,25 +49,13 @@ def run(args) -> int:
   common.check_audio_inputs(references)
   converter_dir = args.converter or assets.demo_converter()
 
-  voice = clone_command.espeak_voice(args.base)
-  if voice is not None:
-    from ovjax.api import EspeakSpeaker  # Deferred: imports JAX.
-    try:
-      base = EspeakSpeaker(voice)
-    except OvjaxError as e:
-      raise type(e)(f"--base {args.base}: {e}") from None
-    clone_command.check_espeak_text(args.text, base.voice)
-    style, language, what = "default", None, f"espeak-ng ({base.voice})"
-  else:
-    base = common.load_base_tts(args.base, progress, "--base")
-    style, language = tts_command.resolve_style(base, None), tts_command.check_language(base, None)
-    base.text_to_pieces(args.text, language)
-    what = str(args.base)
+  base, style, language, _ = clone_command.load_base_speaker(args.base, None, None, args.text,
+                                                             progress)
   converter = common.load_converter_folder(converter_dir, progress, "--converter")
 
   from ovjax.api import clone
   from ovjax.audio.io import write_wav
-  progress(f"base speaker: {what}; cloning {', '.join(map(str, references))}")
+  progress(f"cloning {', '.join(map(str, references))}")
   converted, spoken = clone(converter, base, references, args.text, speaker=style,
                             language=language, tau=args.tau, seed=args.seed, progress=progress,
                             return_base=True)
