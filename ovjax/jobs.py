@@ -15,7 +15,9 @@ its data can move together.
 Life of a run (`parse_jobs`, then `JobRunner.run`):
 1. Parsing needs no model (and imports no JAX): a malformed line, an unknown key, a missing file
    or a job the run has no model for becomes a failed `Job`; the rest go on. A job whose output
-   exists is skipped, which is what makes a re-run resume.
+   the previous run's report records as done, with the same size and SHA-256, is skipped, which
+   is what makes a re-run resume; a file that merely exists there (truncated by a crash outside
+   ovjax, written by someone else, a symlink) is redone.
 2. `JobRunner` checks what needs the models (styles, languages, speakable text, embedding files),
    then runs the jobs in groups: conversions sorted by length and handed to
    `ToneColorConverter.convert` a group at a time (so its length buckets and device batching
@@ -32,9 +34,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 import re
+import stat
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
@@ -80,6 +84,8 @@ class Job:
   status: str | None = None
   error: str | None = None
   seconds_audio: float | None = None
+  output_bytes: int | None = None  # Size and SHA-256 of the written output: what resume checks.
+  output_sha256: str | None = None
 
   def fail(self, error) -> None:
     self.status, self.error = "failed", one_line(error) or type(error).__name__
@@ -88,6 +94,8 @@ class Job:
     seconds = None if self.seconds_audio is None else round(self.seconds_audio, 3)
     entry = {"line": self.line, "id": self.id, "out": self.out, "status": self.status,
              "error": self.error, "seconds_audio": seconds}
+    if self.output_sha256 is not None:
+      entry["bytes"], entry["sha256"] = self.output_bytes, self.output_sha256
     # What `ovjax eval` needs to score the output: its source, references and text.
     for key in ("source", "reference", "text"):
       value = self.spec.get(key)
@@ -349,10 +357,13 @@ def _parse_spec(obj, kind: str, base_dir: Path, seed: int, vad: bool) -> dict:
 
 def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0,
                vad: bool = True) -> list[Job]:
-  """Every job of a jobs file, in order: pending, skipped (its output exists) or failed.
+  """Every job of a jobs file, in order: pending, skipped or failed.
 
-  Raises OvjaxError only for a jobs file that cannot be used at all (missing, empty)."""
+  A job is skipped when `out_dir/report.jsonl` (the previous run's report) says its output was
+  written, and the file there has the recorded size and SHA-256. Raises OvjaxError only for a
+  jobs file that cannot be used at all (missing, empty)."""
   path, out_dir = Path(path), Path(out_dir)
+  finished = finished_outputs(out_dir / REPORT_NAME)
   batching.check_seed(seed, "--seed")  # The default seed of every job.
   jobs = [parse_job(n, text, path.parent, has_converter, has_base, seed, vad)
           for n, text in read_lines(path)]
@@ -373,9 +384,59 @@ def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0
         continue
       if target.is_dir():
         job.fail(f"output {target} is a directory")
-      elif target.exists():
-        job.status = "skipped"  # Done by an earlier run: resume, never overwrite.
+      elif job.out in finished:
+        recorded = finished[job.out]
+        if file_digest(target) == recorded:  # Done by an earlier run and untouched since.
+          job.status = "skipped"
+          job.output_bytes, job.output_sha256 = recorded
+          job.seconds_audio = None
   return jobs
+
+
+# A report line is ~300 bytes; this is a million jobs' worth, far more than any real run.
+MAX_REPORT_BYTES = 512 * 2**20
+
+
+def finished_outputs(report_path) -> dict[str, tuple[int, str]]:
+  """{out: (bytes, sha256)} of the outputs a previous report records as written (done, or
+  skipped after a check). No report, an unreadable one or malformed lines: nothing is finished,
+  so those jobs are simply redone."""
+  try:
+    fd = os.open(report_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+  except OSError:
+    return {}
+  finished = {}
+  with os.fdopen(fd, "rb") as f:
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_REPORT_BYTES:
+      return {}
+    for raw in f.read(MAX_REPORT_BYTES).split(b"\n"):
+      try:
+        entry = json.loads(raw)
+        out, size, digest = entry["out"], entry["bytes"], entry["sha256"]
+      except (ValueError, TypeError, KeyError, RecursionError):
+        continue
+      if (entry.get("status") in ("done", "skipped") and isinstance(out, str)
+          and isinstance(size, int) and not isinstance(size, bool) and isinstance(digest, str)):
+        finished[out] = (size, digest)
+  return finished
+
+
+def file_digest(path) -> tuple[int, str] | None:
+  """(size, SHA-256 hex) of a regular file at `path`, not followed through a symlink; None when
+  there is none (missing, a link, a FIFO, unreadable)."""
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+  except OSError:
+    return None
+  with os.fdopen(fd, "rb") as f:
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+      return None
+    digest, size = hashlib.sha256(), 0
+    while chunk := f.read(1 << 20):
+      digest.update(chunk)
+      size += len(chunk)
+  return size, digest.hexdigest()
 
 
 def remove_stale_temporaries(out_dir, jobs: Iterable[Job]) -> int:
@@ -514,6 +575,10 @@ class JobRunner:
     except OSError as e:
       return self._failed(job, f"cannot write {path}: {e.strerror or type(e).__name__}")
     job.status, job.seconds_audio = "done", len(wave) / sampling_rate
+    # What the next run checks before skipping this job (hashing a few MB costs milliseconds).
+    digest = file_digest(path)
+    if digest is not None:
+      job.output_bytes, job.output_sha256 = digest
     self.on_result(job)
 
   @staticmethod

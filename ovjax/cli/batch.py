@@ -36,8 +36,10 @@ def register(subparsers, parents=()) -> None:
                   "'noise_scale_w', 'sdp_ratio'; a clone job is a tts job with 'reference' or "
                   "'target_se' (and 'tau', 'vad'). Any job may give 'id', 'seed' and 'out' "
                   "(a .wav name inside --out-dir; default <id or line number>.wav). Relative "
-                  "paths are relative to the jobs file's folder. A job whose output exists is "
-                  "skipped, so re-running resumes; a bad job fails alone. Every job's outcome "
+                  "paths are relative to the jobs file's folder. Re-running resumes: a job is "
+                  "skipped when the previous report.jsonl records its output as written and "
+                  "the file still has the recorded size and SHA-256 (anything else there is "
+                  "redone); a bad job fails alone. Every job's outcome "
                   "goes to OUT_DIR/report.jsonl.",
       epilog="Exit codes: 0 every job done or skipped, 1 a job failed (or the jobs file / "
              "--out-dir is unusable).")
