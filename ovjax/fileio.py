@@ -82,3 +82,47 @@ def atomic_output(path, directory: bool = False):
     elif tmp.exists():
       tmp.unlink()
     raise
+
+
+# Leading bytes of the formats a user might hand ovjax by mistake, for error messages that say
+# what a file is ("it is plain text") rather than only what it is not.
+_MAGIC = (
+    (b"RIFF", "a RIFF/WAV file"), (b"fLaC", "a FLAC file"), (b"OggS", "an Ogg file"),
+    (b"ID3", "an MP3 file"), (b"\x93NUMPY", "a NumPy .npy array"), (b"PK\x03\x04", "a ZIP archive"),
+    (b"PK\x05\x06", "an empty ZIP archive"), (b"\x1f\x8b", "a gzip file"), (b"%PDF", "a PDF"),
+    (b"\x7fELF", "an executable (ELF)"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x80\x02", "a Python pickle"), (b"\x80\x04", "a Python pickle"), (b"\x80\x05", "a Python pickle"),
+    (b"\x89HDF", "an HDF5 file"), (b"\x1aE\xdf\xa3", "a Matroska/WebM file"))
+
+
+def describe_content(path) -> str:
+  """What a regular file looks like from its first bytes, in words: "an empty file",
+  "plain text", "JSON text", "a ZIP archive", "an MP3 file", ... or "binary data"."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(512)
+  except OSError as e:
+    return f"unreadable ({e.strerror or type(e).__name__})"
+  if not head:
+    return "an empty file"
+  for magic, name in _MAGIC:
+    if head.startswith(magic):
+      return name
+  if head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xe3"):  # MPEG audio frame sync.
+    return "an MP3 file"
+  if len(head) > 8 and head[4:8] == b"ftyp":
+    return "an MP4/M4A file"
+  try:
+    text = head.decode("utf-8")
+  except UnicodeDecodeError as e:
+    if e.start < len(head) - 3:  # Not merely a character cut at the 512th byte.
+      return "binary data"
+    text = head[:e.start].decode("utf-8")
+  if "\0" in text:
+    return "binary data"
+  stripped = text.lstrip("\ufeff \t\r\n")
+  if stripped[:1] in ("{", "["):
+    return "JSON text"
+  if stripped[:1] == "<":
+    return "HTML/XML text"
+  return "plain text"

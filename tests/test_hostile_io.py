@@ -209,3 +209,88 @@ def test_header_duration_over_the_bound_refused(tmp_path, monkeypatch):
   monkeypatch.setattr(audio_io.sf.SoundFile, "read", None)  # Refused before decoding.
   with pytest.raises(AudioError, match="hour limit"):
     load_audio(path, 16000)
+
+
+# -- clean messages: what a file is, no decoder chatter, warnings as ovjax lines -------------------
+
+REAL_MP3 = ROOT.parent / "shared" / "reference" / "audio" / "example_reference.mp3"
+
+
+def _cli(args, cwd):
+  env = {k: v for k, v in os.environ.items() if k != "OVJAX_DEBUG"}
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+  return subprocess.run([sys.executable, "-m", "ovjax.cli", *map(str, args)], capture_output=True,
+                        text=True, timeout=120, env=env, cwd=cwd)
+
+
+def test_damaged_mp3_is_one_line_without_decoder_chatter(tmp_path):
+  """Random bytes in the middle of a real MP3 make libmpg123 print resync notes on fd 2 (outside
+  Python's sys.stderr): the run prints the one ovjax line and nothing else."""
+  data = REAL_MP3.read_bytes()
+  garbled = tmp_path / "garbled.mp3"
+  garbled.write_bytes(data[:2000] + np.random.default_rng(0).bytes(5000) + data[7000:])
+  text_as_mp3 = tmp_path / "notes.mp3"
+  text_as_mp3.write_text("a shopping list, not a recording\n")
+  for path, says in ((garbled, "an MP3 file, but its data is damaged or truncated"),
+                     (text_as_mp3, "it is plain text, not audio")):
+    proc = _cli(["-q", "extract-se", "--checkpoint", CONVERTER, path, "--out",
+                 tmp_path / "x.npy"], tmp_path)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ovjax: error:") and says in lines[0], lines[0]
+    assert "possibly a pipe" not in lines[0] and "Note:" not in proc.stderr
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_captured_stderr_that_is_not_chatter_is_passed_on(capfd):
+  with audio_io._decoder_chatter_silenced():
+    os.write(2, b"Note: Trying to resync...\n[src/libmpg123/parse.c:wetwork():1349] error: x\n")
+    os.write(2, b"progress 50%\n")
+  assert capfd.readouterr().err == "progress 50%\n"
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"", "an empty file"), (b"hello\n", "plain text"), (b'{"a": 1}', "JSON text"),
+    (b"PK\x03\x04rest", "a ZIP archive"), (b"\x93NUMPY\x01\x00", "a NumPy .npy array"),
+    (b"RIFF\x00\x00\x00\x00WAVE", "a RIFF/WAV file"), (bytes(range(256)), "binary data")])
+def test_describe_content(tmp_path, content, kind):
+  from ovjax.fileio import describe_content
+  (tmp_path / "f").write_bytes(content)
+  assert describe_content(tmp_path / "f") == kind
+
+
+def test_file_type_errors_say_what_the_file_is(tmp_path):
+  from ovjax.checkpoint.store import load_tone_color
+  from ovjax.checkpoint.torch_pickle import load_state_dict
+  (tmp_path / "se.npy").write_text("0.1 0.2 0.3\n")
+  with pytest.raises(CheckpointError, match=r"not a \.npy array \(it is plain text"):
+    load_tone_color(tmp_path / "se.npy")
+  (tmp_path / "checkpoint.pth").write_text('{"weights": []}')
+  with pytest.raises(CheckpointError, match="it is JSON text, not a zip archive"):
+    load_state_dict(tmp_path / "checkpoint.pth")
+  (tmp_path / "exp.json").write_text('{"steps": 3}')
+  code = main(["train", "converter", "--config", str(tmp_path / "exp.json"), "--workdir",
+               str(tmp_path / "w")])
+  assert code == 1 and not (tmp_path / "w").exists()
+
+
+def test_warnings_print_as_ovjax_lines(tmp_path, capsys, monkeypatch):
+  """A warning raised inside a command is one `ovjax: warning:` line (no source path); another
+  library's deprecation notice is not shown; the warning machinery is restored afterwards."""
+  import warnings
+  from ovjax.cli import extract_se
+  from ovjax.text.symbols import DroppedSymbolsWarning
+
+  def run(args):
+    warnings.warn("dropped characters not in the symbol table: 'ʡ' (U+02A1) x1",
+                  DroppedSymbolsWarning)
+    warnings.warn_explicit("old API", DeprecationWarning, "/site-packages/lib/x.py", 1)
+    return 0
+
+  monkeypatch.setattr(extract_se, "run", run)
+  before = warnings.showwarning
+  assert main(["extract-se", "--checkpoint", str(CONVERTER), str(tmp_path / "a.wav"), "--out",
+               str(tmp_path / "x.npy")]) == 0
+  err = capsys.readouterr().err
+  assert err == "ovjax: warning: dropped characters not in the symbol table: 'ʡ' (U+02A1) x1\n"
+  assert warnings.showwarning is before

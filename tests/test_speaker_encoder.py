@@ -227,6 +227,20 @@ def test_legacy_reader_never_runs_code(tmp_path):
   assert not marker.exists()
 
 
+def test_legacy_pickle_that_would_build_gigabytes_is_refused_before_it_runs(tmp_path, monkeypatch):
+  """1-byte opcodes can each build a container of ~200 bytes: the legacy reader costs every
+  pickle's opcodes first, like the zip reader, so a file never builds more than ~32x its size."""
+  ran = []
+  monkeypatch.setattr(se._LegacyUnpickler, "load",  # pylint: disable=protected-access
+                      lambda self: ran.append(1) or pickle.Unpickler.load(self))
+  # ']' makes an empty list, '0' pops it: 2 bytes that keep ~384 bytes of bookkeeping busy.
+  body = b"\x80\x02" + b"]0" * 600_000 + b"N."
+  bomb = _legacy_file(tmp_path / "bomb.pt", body)
+  with pytest.raises(CheckpointError, match="refusing to load .*would build more than"):
+    se.load_params(bomb)
+  assert len(ran) == 3  # Magic, protocol, system info: the object pickle never ran.
+
+
 def test_damaged_weights_are_one_line_errors(tmp_path):
   real = se.find_weights().read_bytes()
   truncated = tmp_path / "truncated.pt"

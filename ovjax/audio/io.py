@@ -5,7 +5,12 @@ libsndfile, channels averaged to mono, then resampled with soxr "HQ" (librosa's 
 problem with the input is raised as a one-line `AudioError` naming the file.
 """
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import librosa
@@ -13,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from ovjax.errors import AudioError, OvjaxError
-from ovjax.fileio import atomic_output, require_regular_file
+from ovjax.fileio import atomic_output, describe_content, require_regular_file
 
 # Header sanity bounds, checked before decoding: a rate outside them is a corrupt or hostile
 # header (resampling from 1 Hz would blow the file up a million-fold), and a longer recording
@@ -39,8 +44,55 @@ def _check_rate(path: Path, sr: int) -> None:
                      f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (corrupt header?)")
 
 
+# What libmpg123 (inside libsndfile) prints straight to file descriptor 2 on damaged MP3 data:
+# "Note: Trying to resync...", "[src/libmpg123/parse.c:...] error: ...". Not ours to show.
+_DECODER_CHATTER = re.compile(rb"^(Note: |Warning: |\[src/libmpg123/|\[.*mpg123.*\] )")
+_FD2_LOCK = threading.Lock()  # fd 2 is process-wide: one decoder at a time borrows it.
+
+
+@contextlib.contextmanager
+def _decoder_chatter_silenced():
+  """Point fd 2 at a temporary file while a C decoder runs; afterwards, pass on every captured
+  line that is not decoder chatter (another thread's progress bar, say)."""
+  with _FD2_LOCK, tempfile.TemporaryFile() as captured:
+    try:
+      sys.stderr.flush()
+      saved = os.dup(2)
+    except (OSError, ValueError):  # No fd 2 (embedded interpreters): nothing to silence.
+      yield
+      return
+    try:
+      os.dup2(captured.fileno(), 2)
+      yield
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      kept = [line for line in captured.read(1 << 20).splitlines(keepends=True)
+              if not _DECODER_CHATTER.match(line)]
+      if kept:
+        os.write(2, b"".join(kept))
+
+
+def _not_audio(path: Path, sf_err: BaseException) -> AudioError:
+  """The one-line error for a file no decoder could read: what the file is, then why."""
+  kind = describe_content(path)
+  if kind in ("a RIFF/WAV file", "a FLAC file", "an Ogg file", "an MP3 file"):
+    return AudioError(f"cannot read audio file {path}: {kind}, but its data is damaged or "
+                      f"truncated ({_one_line(sf_err)})")
+  if kind in ("an MP4/M4A file", "a Matroska/WebM file"):
+    return AudioError(f"cannot read audio file {path}: {kind}, a format this build cannot "
+                      "decode (convert it to WAV, FLAC, Ogg or MP3)")
+  return AudioError(f"cannot read audio file {path}: it is {kind}, not audio")
+
+
 def _read(path: Path) -> tuple[np.ndarray, int]:
   """Decode `path` to float32 `[frames, channels]` (or `[frames]`) at its native rate."""
+  with _decoder_chatter_silenced():
+    return _decode(path)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
   try:
     # As sf.read, but the header is checked before any sample is decoded.
     with sf.SoundFile(str(path)) as f:
@@ -57,7 +109,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     try:
       data, sr = librosa.load(str(path), sr=None, mono=False)
     except Exception:  # noqa: BLE001 - any failure here means "not audio".
-      raise AudioError(f"cannot read audio file {path}: {_one_line(sf_err)}") from None
+      raise _not_audio(path, sf_err) from None
     _check_rate(path, int(sr))
     data = np.asarray(data, dtype=np.float32)
     # librosa returns [channels, frames] for multi-channel input.

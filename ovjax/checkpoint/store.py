@@ -17,7 +17,7 @@ from ovjax.checkpoint.torch_pickle import load_state_dict, load_tensor
 from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
                           converter_config_from_official, read_json)
 from ovjax.errors import CheckpointError
-from ovjax.fileio import atomic_output
+from ovjax.fileio import atomic_output, describe_content
 
 MARKER = "ovjax.json"
 
@@ -135,7 +135,8 @@ def load_tone_color(path, gin_channels: int | None = None) -> np.ndarray:
     try:
       se = np.load(path, allow_pickle=False)
     except Exception as e:
-      raise CheckpointError(f"{path}: not a .npy array ({type(e).__name__})")
+      raise CheckpointError(f"{path}: not a .npy array (it is {describe_content(path)}; "
+                            f"{type(e).__name__})") from None
   else:
     se = load_tensor(path)
   if not isinstance(se, np.ndarray) or se.dtype.kind not in "biuf":

@@ -33,6 +33,7 @@ import ml_dtypes
 import numpy as np
 
 from ovjax.errors import CheckpointError
+from ovjax.fileio import describe_content
 
 # Pickled form of torch's legacy (pre-1.6, non-zip) magic number, the first thing in those files.
 _LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
@@ -484,7 +485,8 @@ def load_pth(path) -> Any:
                             "supported; re-save it with torch >= 1.6: "
                             "torch.save(torch.load(path), path)")
     if not head.startswith(b"PK"):
-      raise CheckpointError(f"'{path}' is not a PyTorch checkpoint (not a zip archive)")
+      raise CheckpointError(f"'{path}' is not a PyTorch checkpoint (it is "
+                            f"{describe_content(path)}, not a zip archive)")
     try:
       file.seek(0)
       obj = _load_archive(path, file, file_size)

@@ -19,6 +19,7 @@ if _cache:
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 
 import ovjax  # noqa: E402  (just __version__: no JAX)
 from ovjax.errors import OvjaxError  # noqa: E402
@@ -60,8 +61,30 @@ def _report(message: str) -> None:
   print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
+def _debugging() -> bool:
+  return os.environ.get("OVJAX_DEBUG", "") not in ("", "0")
+
+
+# Other libraries' notices about their own future: nothing a user of the CLI can act on.
+_LIBRARY_NOTICES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+  """Python warnings as `ovjax: warning: ...` lines (no source path, no code excerpt)."""
+  if issubclass(category, _LIBRARY_NOTICES) and "ovjax" not in str(filename) and not _debugging():
+    return
+  _report(f"warning: {_one_line(message)}")
+
+
 def main(argv=None) -> int:
   """Run the CLI; returns the exit code (never raises, unless OVJAX_DEBUG is set)."""
+  with warnings.catch_warnings():  # Restored on return: main() can be called in-process.
+    if not _debugging():
+      warnings.showwarning = _show_warning
+    return _main(argv)
+
+
+def _main(argv) -> int:
   parser = build_parser()
   try:
     args, extra = parser.parse_known_args(argv)
@@ -82,7 +105,7 @@ def main(argv=None) -> int:
     _report("interrupted")
     return 130
   except Exception as e:  # noqa: BLE001 - anything else is a bug; say so in one line.
-    if os.environ.get("OVJAX_DEBUG", "") not in ("", "0"):
+    if _debugging():
       raise
     _report(f"internal error: {type(e).__name__}: {_one_line(e)} "
             "(set OVJAX_DEBUG=1 for a traceback)")

@@ -31,7 +31,7 @@ import numpy as np
 from ovjax.checkpoint import torch_pickle
 from ovjax.errors import CheckpointError, OvjaxError
 from ovjax.eval import speaker_frontend
-from ovjax.fileio import atomic_output
+from ovjax.fileio import atomic_output, require_regular_file
 
 WEIGHTS_ENV = "OVJAX_RESEMBLYZER_WEIGHTS"
 WHEEL = "resemblyzer==0.1.4"
@@ -164,26 +164,51 @@ class _LegacyUnpickler(torch_pickle._Unpickler):  # pylint: disable=protected-ac
     return torch_pickle._Storage(data)  # pylint: disable=protected-access
 
 
-def _plain_pickle(stream, path: str):
+# Legacy files are whole-read: resemblyzer's is 17 MB; no real model of this format is near 1 GB.
+_MAX_LEGACY_BYTES = 1 << 30
+
+
+class _Budget:
+  """What the pickles of one file may build, as torch_pickle bounds a zip's data.pkl: each pickle's
+  opcodes are costed before the unpickler runs it."""
+
+  def __init__(self, path: str, raw: bytes):
+    # pylint: disable=protected-access
+    self.path, self.raw = path, raw
+    self.left = torch_pickle._OBJECT_RATIO * len(raw) + torch_pickle._OBJECT_SLACK
+
+  def check(self, stream) -> None:
+    # pylint: disable=protected-access
+    self.left -= torch_pickle._pickle_cost(self.path, self.raw[stream.tell():], self.left)
+
+
+def _plain_pickle(stream, path: str, budget: _Budget):
+  budget.check(stream)
   return _LegacyUnpickler(stream, path, storages={}).load()
 
 
 def _load_legacy(path: str) -> Any:
   """Loads a legacy (pre-1.6) `torch.save` file as plain containers and numpy arrays."""
+  st = require_regular_file(path, f"'{path}'", CheckpointError)
+  if st.st_size > _MAX_LEGACY_BYTES:
+    raise CheckpointError(f"refusing to load '{path}': {st.st_size} bytes, over the "
+                          f"{_MAX_LEGACY_BYTES >> 30} GiB limit of the legacy torch format")
   with open(path, "rb") as f:
-    raw = f.read()
+    raw = f.read(_MAX_LEGACY_BYTES + 1)
   stream = io.BytesIO(raw)
-  if _plain_pickle(stream, path) != _LEGACY_MAGIC_NUMBER:
+  budget = _Budget(path, raw)
+  if _plain_pickle(stream, path, budget) != _LEGACY_MAGIC_NUMBER:
     raise CheckpointError(f"'{path}' is not a PyTorch checkpoint (bad magic number)")
-  if _plain_pickle(stream, path) != _LEGACY_PROTOCOL:
+  if _plain_pickle(stream, path, budget) != _LEGACY_PROTOCOL:
     raise CheckpointError(f"'{path}' uses an unknown legacy torch protocol")
-  sys_info = _plain_pickle(stream, path)
+  sys_info = _plain_pickle(stream, path, budget)
   if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
     raise CheckpointError(f"'{path}' was saved on a big-endian machine, which is not supported")
   start = stream.tell()
+  budget.check(stream)  # Once: the second pass below reads the same pickle.
   survey = _LegacyUnpickler(stream, path, storages=None)
   survey.load()
-  keys = _plain_pickle(stream, path)
+  keys = _plain_pickle(stream, path, budget)
   if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(survey.named):
     raise CheckpointError(f"'{path}' is damaged: its storage list does not match its tensors")
   storages = {}

@@ -18,6 +18,7 @@ from typing import Any
 from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
                           converter_config_from_official)
 from ovjax.errors import OvjaxError
+from ovjax.fileio import describe_content, require_regular_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +163,12 @@ def apply_overrides(exp: Experiment, overrides) -> Experiment:
 def _config_file(name_or_path: str) -> Path:
   path = Path(name_or_path)
   if path.suffix == ".py" or path.exists():
-    if not path.is_file():
+    if not path.exists():
       raise OvjaxError(f"--config {path}: no such file")
+    require_regular_file(path, f"--config {path}")
+    if path.suffix != ".py":  # The loader would not know what to do with it.
+      raise OvjaxError(f"--config {path}: an experiment config is a Python file (.py) with "
+                       f"get_config(); this is {describe_content(path)}")
     return path
   shipped = importlib.resources.files("ovjax.configs") / f"{name_or_path}.py"
   if not shipped.is_file():
