@@ -109,3 +109,25 @@ def test_jsonl_lines_survive_a_crash(tmp_path):
   log.write({"step": 1, "loss": 2.0})
   # Not closed (as after kill -9): the line is already on disk.
   assert metrics.read_jsonl(tmp_path / "m.jsonl") == [{"step": 1, "loss": 2.0}]
+
+
+def test_a_model_too_big_for_the_machine_is_refused_before_allocation():
+  """abstract_state costs nothing; a config whose state alone would not fit is one line."""
+  from ovjax.training.step import Optim
+  from ovjax.training.trainer import abstract_state, check_state_fits, memory_per_device
+  optim = Optim(2e-4, 0.8, 0.99, 1e-9, 0.01, 0.999875, 100)
+  tiny = load_experiment("converter_tiny")
+  abstract = abstract_state(recipe_of(tiny), optim, 0)
+  leaves = jax.tree.leaves(abstract)
+  total = sum(a.size * a.dtype.itemsize for a in leaves)
+  assert check_state_fits(abstract, 1, False, memory_per_device()) == total
+  assert check_state_fits(abstract, 8, True, total // 8) == total // 8  # FSDP splits it.
+  with pytest.raises(OvjaxError, match="too big for this machine.*train.fsdp=True would split"):
+    check_state_fits(abstract, 8, False, total - 1)
+
+  huge = dataclasses.replace(tiny, model=json.loads(json.dumps(tiny.model)))
+  huge.model["model"].update(hidden_channels=4096, filter_channels=4096, inter_channels=4096,
+                             posterior_layers=64, flow_layers=64, n_flows=16)
+  abstract = abstract_state(recipe_of(huge), optim, 0)
+  with pytest.raises(OvjaxError, match=r"too big for this machine: \d+ M generator parameters"):
+    check_state_fits(abstract, 1, False, memory_per_device())

@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from ovjax.api import ToneColorConverter
 from ovjax.audio.io import load_audio, write_wav

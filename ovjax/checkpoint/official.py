@@ -10,7 +10,6 @@ import itertools
 import re
 from typing import Any, Callable
 
-import jax
 import numpy as np
 
 from ovjax.errors import CheckpointError

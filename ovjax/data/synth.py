@@ -30,12 +30,10 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable, Sequence

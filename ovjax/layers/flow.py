@@ -4,7 +4,6 @@ The flow maps the posterior latent z to z_p under a tone-colour embedding g (for
 speaker's colour) and back (inverse: adds the target's colour). Each coupling is volume preserving
 (mean_only), so it is exactly invertible: inverse(forward(x)) == x.
 """
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 

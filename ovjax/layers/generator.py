@@ -6,7 +6,6 @@ each item's own output.
 """
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 

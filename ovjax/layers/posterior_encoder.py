@@ -1,5 +1,4 @@
 """Posterior encoder q(z | spectrogram, g) (VITS `PosteriorEncoder`, OpenVoice `enc_q`)."""
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 

@@ -1,7 +1,6 @@
 """Reference encoder: spectrogram -> tone-colour embedding (OpenVoice `ref_enc`)."""
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 

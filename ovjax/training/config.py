@@ -98,7 +98,7 @@ def validate(exp: Experiment) -> Experiment:
     if not value > 0:
       raise OvjaxError(f"experiment: {name} must be positive, got {value}")
   if t.compute_dtype not in ("float32", "bfloat16"):
-    raise OvjaxError(f"experiment: train.compute_dtype must be float32 or bfloat16")
+    raise OvjaxError("experiment: train.compute_dtype must be float32 or bfloat16")
   if not 0 < t.lr_decay <= 1:
     raise OvjaxError("experiment: train.lr_decay must be in (0, 1]")
   if list(d.frame_buckets) != sorted(set(d.frame_buckets)) or d.frame_buckets[0] < t.segment_frames:

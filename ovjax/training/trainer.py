@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -159,6 +160,31 @@ def abstract_state(recipe: objective.Recipe, optim: Optim, seed: int):
   return jax.eval_shape(lambda g, d: init_state(g, d, optim, seed), shapes_g, shapes_d)
 
 
+def memory_per_device() -> int | None:
+  """Bytes one device can hold: the accelerator's own limit, or the host's RAM on CPU."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if stats.get("bytes_limit"):
+    return int(stats["bytes_limit"])
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // jax.local_device_count()
+  except (ValueError, OSError):
+    return None
+
+
+def check_state_fits(abstract, n_devices: int, fsdp: bool, limit: int | None) -> int:
+  """Bytes of train state per device; refuses (one line) a config whose parameters and optimiser
+  states alone would not fit, before anything is allocated."""
+  total = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(abstract))
+  per_device = total // n_devices if fsdp else total
+  if limit is not None and per_device > limit:
+    params = sum(a.size for a in jax.tree.leaves(abstract["params_g"]))
+    raise OvjaxError(f"the model is too big for this machine: {params / 1e6:.0f} M generator "
+                     f"parameters make {per_device / 2**30:.1f} GiB of train state per device "
+                     f"(parameters and optimiser moments), over the {limit / 2**30:.1f} GiB a "
+                     "device has" + ("" if fsdp else "; train.fsdp=True would split it"))
+  return per_device
+
+
 class _Preemption:
   """SIGTERM (a preempted VM, `kill`) asks the loop to save and stop after the current step."""
 
@@ -223,6 +249,7 @@ def train_and_evaluate(exp: Experiment, workdir, progress: bool = True) -> dict:
   checkpoints = RunCheckpoints(workdir / "checkpoints", t.checkpoint_every, t.keep_checkpoints)
   resume = checkpoints.latest_step is not None
   abstract = abstract_state(recipe, optim, t.seed)
+  check_state_fits(abstract, mesh.devices.size, t.fsdp, memory_per_device())
   if not resume:  # A resumed run skips initialisation: the checkpoint has it all.
     params_g, params_d = initial_params(exp, recipe)
     check_training_layout(params_g, abstract["params_g"], "generator")
