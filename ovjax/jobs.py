@@ -397,18 +397,30 @@ def parse_jobs(path, out_dir, has_converter: bool, has_base: bool, seed: int = 0
 MAX_REPORT_BYTES = 512 * 2**20
 
 
+def _open_own_file(path):
+  """`path` opened for binary reading if it is a regular file of its own (not through a symlink,
+  never blocking on a FIFO); None otherwise."""
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+  except OSError:
+    return None
+  f = os.fdopen(fd, "rb")
+  if not stat.S_ISREG(os.fstat(fd).st_mode):
+    f.close()
+    return None
+  return f
+
+
 def finished_outputs(report_path) -> dict[str, tuple[int, str]]:
   """{out: (bytes, sha256)} of the outputs a previous report records as written (done, or
   skipped after a check). No report, an unreadable one or malformed lines: nothing is finished,
   so those jobs are simply redone."""
-  try:
-    fd = os.open(report_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-  except OSError:
+  f = _open_own_file(report_path)
+  if f is None:
     return {}
   finished = {}
-  with os.fdopen(fd, "rb") as f:
-    st = os.fstat(f.fileno())
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_REPORT_BYTES:
+  with f:
+    if os.fstat(f.fileno()).st_size > MAX_REPORT_BYTES:
       return {}
     for raw in f.read(MAX_REPORT_BYTES).split(b"\n"):
       try:
@@ -425,13 +437,10 @@ def finished_outputs(report_path) -> dict[str, tuple[int, str]]:
 def file_digest(path) -> tuple[int, str] | None:
   """(size, SHA-256 hex) of a regular file at `path`, not followed through a symlink; None when
   there is none (missing, a link, a FIFO, unreadable)."""
-  try:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-  except OSError:
+  f = _open_own_file(path)
+  if f is None:
     return None
-  with os.fdopen(fd, "rb") as f:
-    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-      return None
+  with f:
     digest, size = hashlib.sha256(), 0
     while chunk := f.read(1 << 20):
       digest.update(chunk)
