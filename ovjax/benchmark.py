@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, sharding
+from ovjax import batching, chunking, packing, sharding
 from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
                           converter_config_from_official, read_json)
 from ovjax.errors import OvjaxError
@@ -257,68 +257,55 @@ def measure_peaks(repeats: int = 5, matmul_size: int = MATMUL_SIZE, progress: Pr
 # -- converter -------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("config", "dtype"))
-def convert_audio_cast(params, audio, lengths, src_se, tgt_se, tau, keys, *,
-                       config: ConverterConfig, dtype):
-  """`convert_audio` with the network in `dtype` (params must already be cast to it).
-
-  Every layer computes in its input's dtype, so casting the spectrogram (and tau and the
-  embeddings, which would otherwise promote the activations back to f32) moves the whole
-  network. The STFT stays float32: XLA has no bfloat16 FFT, and it is a tiny share of the work.
-  """
-  spec, frame_lengths = converter_model.audio_to_spec(audio, lengths, config)
-  out = converter_model.convert(params, spec.astype(dtype), frame_lengths, src_se.astype(dtype),
-                                tgt_se.astype(dtype), tau.astype(dtype), keys, config=config)
-  return out.astype(jnp.float32), frame_lengths * config.hop_length
-
-
-def converter_inputs(config: ConverterConfig, batch: int, seconds: float, mesh, seed: int = 0):
-  """Device-sharded inputs for `batch` items of `seconds` of noise audio in one frame bucket."""
-  samples = max(int(round(seconds * config.sampling_rate)), config.filter_length)
-  bucket = batching.bucket_frames(samples // config.hop_length)
-  # Batch padded to a multiple of the device count, as the API does; extra rows are wasted work.
-  padded = batching.bucket_batch(batch, batch, mesh.devices.size)
-  rng = np.random.default_rng(seed)
-  waves = [0.1 * rng.standard_normal(samples, np.float32) for _ in range(batch)]
-  audio, lengths = batching.pad_batch(waves, converter_model.input_width(bucket, config), padded)
-  se = 0.1 * rng.standard_normal((2, padded, config.gin_channels), np.float32)
-  keys = jax.random.split(jax.random.key(seed), padded)
-  put = lambda x: sharding.shard_batch(x, mesh)
-  args = (put(audio), put(lengths), put(se[0]), put(se[1]),
-          # tau 0: the mean; the noise is drawn either way (tau is traced), so the work is the
-          # same, and float32 and bfloat16 outputs stay comparable.
-          jnp.float32(0.0), put(keys))
-  return args, {"audio_seconds": samples / config.sampling_rate, "frames": samples //
-                config.hop_length, "bucket_frames": bucket, "padded_batch": padded}
-
-
 def converter_case(config: ConverterConfig, params, batch: int, seconds: float, repeats: int,
-                   dtype: str = "float32", mesh=None, seed: int = 0):
-  """One converter benchmark row, and the valid output audio [batch, samples] (float32 NumPy).
+                   dtype: str = "float32", mesh=None, seed: int = 0, waves=None):
+  """One converter benchmark row: `batch` items of `seconds` of noise audio (or the given
+  waveforms) converted by the device calls `ToneColorConverter.convert` makes (packed rows, see
+  `ovjax.packing`), built ahead so only device work is timed; and the outputs (float32 NumPy).
 
-  params: folded float32 parameters (NumPy or device arrays); cast here for other dtypes."""
+  params: folded float32 parameters (NumPy or device arrays)."""
+  from ovjax.api.converter import ToneColorConverter  # The API imports the audio stack.
   mesh = sharding.data_mesh() if mesh is None else mesh
   devices = list(mesh.devices.flat)
+  hop = config.hop_length
+  rng = np.random.default_rng(seed)
+  if waves is None:
+    samples = max(int(round(seconds * config.sampling_rate)), config.filter_length)
+    waves = [0.1 * rng.standard_normal(samples, np.float32) for _ in range(batch)]
+  batch = len(waves)
   with _Memory(devices) as memory:
-    inputs, info = converter_inputs(config, batch, seconds, mesh, seed)
-    if dtype == "float32":
-      jitted, static = converter_model.convert_audio, {"config": config}
-      params = sharding.replicate(params, mesh)
-    else:
-      jitted, static = convert_audio_cast, {"config": config, "dtype": DTYPES[dtype]}
-      params = sharding.replicate(cast_floating(params, DTYPES[dtype]), mesh)
-    args = (params, *inputs)
-    compiled, compile_s = _compile(jitted, *args, **static)
-    (out, _), first, times = _timed(lambda: compiled(*args), repeats)
-    valid = int(round(info["audio_seconds"] * config.sampling_rate)) // config.hop_length * \
-        config.hop_length
-    out = np.asarray(out[:batch, :valid], np.float32)
-  row = {"model": "converter", "dtype": dtype, "batch": batch, **info,
-         "total_audio_seconds": batch * info["audio_seconds"], "compile_s": compile_s,
-         "first_call_s": first, **_speed(flops_of(compiled, len(devices)), times,
-                                         info["audio_seconds"], batch),
-         "param_mb": param_bytes(params) / 2**20, **memory.result}
-  return row, out
+    tcc = ToneColorConverter(config, params, devices=devices, dtype=dtype)
+    se = 0.1 * rng.standard_normal((2, batch, config.gin_channels), np.float32)
+    # tau 0: the mean; the noise is drawn either way (tau is traced), so the work is the same,
+    # and float32 and bfloat16 outputs stay comparable.
+    calls = tcc.packed_calls(waves, se[0], se[1], 0.0, batching.item_keys(seed, batch))
+    compiled, compile_s, flops = {}, 0.0, 0.0
+    for call in calls:
+      shape = call.args[1].shape
+      if shape not in compiled:
+        compiled[shape], took = _compile(converter_model.convert_packed, tcc.conversion_params,
+                                         *call.args, config=config, dtype=tcc.compute_dtype)
+        compile_s += took
+      flops += flops_of(compiled[shape], len(devices)) or math.nan
+    run = lambda: [tcc.run_packed(call, compiled[call.args[1].shape]) for call in calls]
+    results, first, times = _timed(run, repeats)
+    assemblers = [chunking.Assembler(len(w) // hop, hop) for w in waves]
+    for call, out in zip(calls, results):
+      tcc.scatter(call, out, assemblers)
+    outputs = [a.result() for a in assemblers]
+  useful = sum(len(w) // hop for w in waves)
+  computed = sum(len(call.rows) * call.rows[0].frames for call in calls)
+  audio_seconds = sum(len(w) for w in waves) / batch / config.sampling_rate
+  row = {"model": "converter", "dtype": dtype, "batch": batch, "audio_seconds": audio_seconds,
+         "frames": useful // batch, "row_frames": sorted({c.rows[0].frames for c in calls}),
+         "rows": sum(len(c.rows) for c in calls), "calls": len(calls),
+         "programs": len(compiled), "computed_frames": computed,
+         "useful_fraction": useful / computed,
+         "total_audio_seconds": batch * audio_seconds, "compile_s": compile_s,
+         "first_call_s": first, **_speed(None if math.isnan(flops) else flops, times,
+                                         audio_seconds, batch),
+         "param_mb": param_bytes(tcc.conversion_params) / 2**20, **memory.result}
+  return row, np.stack(outputs) if len({len(o) for o in outputs}) == 1 else outputs
 
 
 def bench_converter(config: ConverterConfig, params, batch_sizes: Sequence[int], seconds: float,
@@ -472,8 +459,58 @@ def run_benchmark(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = (
     params = random_params(config)
     result["tts"] = bench_tts(config, params, batch_sizes, repeats, text, mesh, progress)
 
+  if "converter" in models:
+    config = _config(converter_config, FULL_CONVERTER_CONFIG, "converter")
+    result["padding"] = padding_waste(config, items=100 if quick else 1000)
   add_peak_fractions(result)
   return result
+
+
+# Mixed streams for the padding figure: (name, description, seconds drawn from rng).
+STREAMS = (
+    ("uniform_1_20s", "utterance lengths uniform in 1-20 s",
+     lambda rng, n: rng.uniform(1.0, 20.0, n)),
+    ("loguniform_1_20s", "utterance lengths log-uniform in 1-20 s (more short ones)",
+     lambda rng, n: np.exp(rng.uniform(np.log(1.0), np.log(20.0), n))),
+)
+
+
+def padding_waste(config: ConverterConfig, items: int = 1000, max_frames: int = 2048,
+                  seed: int = 0) -> dict:
+  """Useful / computed frames of mixed-length streams, as `ToneColorConverter.convert` plans them
+  (pieces packed into rows, see `ovjax.packing`) and as the power-of-two length buckets it
+  replaced padded them (`batching.bucket_frames`, one item per row). Host planning only."""
+  hop, rate = config.hop_length, config.sampling_rate
+  out = {}
+  for name, description, draw in STREAMS:
+    frames = [int(s * rate) // hop for s in draw(np.random.default_rng(seed), items)]
+    pieces = [p.frames for i, f in enumerate(frames)
+              for p in chunking.plan_pieces(i, f, max_frames)]
+    rows = packing.plan_rows(pieces, max_frames, packing.min_gap(config))
+    out[name] = {"description": description, "items": items, "max_frames": max_frames,
+                 "useful_fraction": sum(frames) / sum(r.frames for r in rows),
+                 "row_lengths": len({r.frames for r in rows}), "rows": len(rows),
+                 "bucketed_useful_fraction": sum(frames) / sum(
+                     batching.bucket_frames(f) for f in frames)}
+  return out
+
+
+def run_peer(script, seconds: float, repeats: int = 3, threads: int | None = None) -> dict:
+  """Run a peer's timing script (e.g. ../shared/peers/bench_onnx_peer.py: the reference converter
+  in onnxruntime) on this machine now, and parse its `... convert_s S x_realtime X` line."""
+  import subprocess  # Deferred: only --peer needs it.
+  command = [sys.executable, str(script), "--seconds", f"{seconds:g}", "--repeats", str(repeats)]
+  if threads is not None:
+    command += ["--threads", str(threads)]
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  words = done.stdout.split()
+  if done.returncode != 0 or "x_realtime" not in words:
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    raise OvjaxError(f"peer {script} failed (exit {done.returncode}): {tail}")
+  return {"script": str(script), "seconds": seconds, "repeats": repeats,
+          "line": done.stdout.strip().splitlines()[-1],
+          "convert_s": float(words[words.index("convert_s") + 1]),
+          "x_realtime": float(words[words.index("x_realtime") + 1])}
 
 
 def _config(config, default: Path, kind: str):
@@ -533,6 +570,20 @@ def format_table(result: dict) -> str:
   fmt = lambda r: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                             for i, (c, w) in enumerate(zip(r, widths))).rstrip()
   lines += [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
+  for name, row in result.get("padding", {}).items():
+    lines.append(f"padding, {row['items']} utterances, {row['description']}: useful / computed "
+                 f"frames {row['useful_fraction']:.3f} packed ({row['row_lengths']} row "
+                 f"lengths), {row['bucketed_useful_fraction']:.3f} in length buckets")
+  peer = result.get("peer")
+  if peer:
+    ours = result.get("converter", {}).get("1")
+    ratio = "" if ours is None else \
+        f"; ovjax batch 1 / peer = {ours['x_realtime'] / peer['x_realtime']:.2f}"
+    lines.append(f"peer {Path(peer['script']).name}: {peer['x_realtime']:.2f}x realtime on "
+                 f"{peer['seconds']:g} s{ratio}")
+  if "stream" in result:
+    from ovjax.stream_bench import format_stream
+    lines.append(format_stream(result["stream"]))
   return "\n".join(lines)
 
 

@@ -59,11 +59,24 @@ def test_audio_lengths_are_what_was_asked(result):
 
 
 def test_flops_scale_with_batch(result):
-  for model in ("converter", "tts"):
-    one, two = result[model]["1"], result[model]["2"]
-    # Work is per padded row (the batch is padded to a multiple of the device count).
-    rows = two["padded_batch"] / one["padded_batch"]
-    assert two["flops"] / one["flops"] == pytest.approx(rows, rel=0.1), model
+  # The converter's work is per computed frame (items packed into rows); the TTS's per padded
+  # row (the batch is padded to a multiple of the device count).
+  one, two = result["converter"]["1"], result["converter"]["2"]
+  frames = two["computed_frames"] / one["computed_frames"]
+  assert two["flops"] / one["flops"] == pytest.approx(frames, rel=0.1)
+  one, two = result["tts"]["1"], result["tts"]["2"]
+  rows = two["padded_batch"] / one["padded_batch"]
+  assert two["flops"] / one["flops"] == pytest.approx(rows, rel=0.1)
+
+
+def test_packing_leaves_little_padding(result):
+  """1 s items (86 frames) run in rows of 88 frames, two of them packed into one row of
+  86 + gap + 86 rounded to 176: no power-of-two bucket (128) and no padded batch row."""
+  for key, row in result["converter"].items():
+    assert row["useful_fraction"] == pytest.approx(
+        int(key) * row["frames"] / row["computed_frames"])
+    assert row["useful_fraction"] > 0.95, (key, row["row_frames"], row["useful_fraction"])
+    assert row["rows"] == 1 and row["programs"] == 1
 
 
 def test_bfloat16_is_accurate(result):
@@ -75,10 +88,30 @@ def test_bfloat16_is_accurate(result):
 
 def test_table_lists_every_row(result):
   lines = benchmark.format_table(result).splitlines()
-  rows = [line.split() for line in lines[3:]]
+  rows = [line.split() for line in lines[3:] if not line.startswith(("padding", "peer"))]
   assert [(r[0], r[1], r[2]) for r in rows] == [
       ("converter", "float32", "1"), ("converter", "float32", "2"), ("tts", "float32", "1"),
       ("tts", "float32", "2"), ("converter", "bfloat16", "1")]
+
+
+def test_padding_figure_of_mixed_streams(result):
+  """The padding figure: both described streams keep waste under 5 % (the length buckets wasted
+  over 10 %), and the table says so."""
+  assert set(result["padding"]) == {name for name, _, _ in benchmark.STREAMS}
+  for row in result["padding"].values():
+    assert row["useful_fraction"] >= 0.95 and row["bucketed_useful_fraction"] < 0.9
+  assert sum(line.startswith("padding") for line in
+             benchmark.format_table(result).splitlines()) == len(benchmark.STREAMS)
+
+
+def test_peer_line_is_parsed(tmp_path):
+  peer = tmp_path / "peer.py"
+  peer.write_text("import sys\nprint('onnxruntime threads=2 seconds=%s convert_s 2.000 "
+                  "x_realtime 5.00' % sys.argv[2])\n")
+  assert benchmark.run_peer(peer, 10.0, 1)["x_realtime"] == 5.0
+  peer.write_text("import sys\nsys.exit('no onnxruntime')\n")
+  with pytest.raises(benchmark.OvjaxError, match="no onnxruntime"):
+    benchmark.run_peer(peer, 10.0, 1)
 
 
 def test_snr_db():

@@ -6,6 +6,7 @@ is split across all local devices, and the jitted functions compile once per buc
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Sequence, Union
 
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, chunking, sharding
+from ovjax import batching, chunking, packing, sharding
 from ovjax.audio.io import check_not_silent, load_audio, write_wav
 from ovjax.audio.vad import embedding_segments
 from ovjax.checkpoint.store import load_converter, load_tone_color
@@ -26,11 +27,21 @@ AudioLike = Union[str, os.PathLike, np.ndarray]
 MIN_SAMPLES = 1024  # Reflect padding needs > 384 samples; under ~50 ms there is nothing to hear.
 
 
+@dataclasses.dataclass(frozen=True)
+class PackedCall:
+  """One device call of a conversion: `convert_packed`'s array arguments, its rows (the first
+  n_real are real, the rest fill the devices) and the pieces they index."""
+  args: tuple
+  rows: list
+  n_real: int
+  pieces: list
+
+
 class ToneColorConverter:
   """Moves speech into a reference speaker's tone colour (OpenVoice's converter, v1 or v2)."""
 
   def __init__(self, config: ConverterConfig, params, max_batch: int = 8, devices=None,
-               max_frames: int = 1536, max_batch_frames: int = 6144):
+               max_frames: int = 2048, max_batch_frames: int = 6144, dtype: str = "float32"):
     self.config = config
     # Memory bounds: longer inputs are converted in pieces of at most max_frames frames, and a
     # batch holds at most max_batch_frames frames (per device).
@@ -39,8 +50,15 @@ class ToneColorConverter:
     self.mesh = sharding.data_mesh(devices)
     self.n_devices = self.mesh.devices.size
     self.max_batch = max(max_batch, self.n_devices)
-    # Weight norm is folded once here, not on every call.
+    self.gap = packing.min_gap(config)  # Frames between utterances packed into one row.
+    # Weight norm is folded once here, not on every call. dtype: the conversion network's
+    # compute dtype ("bfloat16": parameters cast once; embeddings and the STFT stay float32).
+    if dtype not in ("float32", "bfloat16"):
+      raise OvjaxError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+    self.compute_dtype = None if dtype == "float32" else jnp.bfloat16
     self.params = sharding.replicate(fold_weight_norm(jax.tree.map(np.asarray, params)), self.mesh)
+    self.conversion_params = self.params if self.compute_dtype is None else jax.tree.map(
+        lambda x: x.astype(self.compute_dtype), self.params)
 
   @classmethod
   def from_pretrained(cls, path, **kwargs) -> "ToneColorConverter":
@@ -196,20 +214,10 @@ class ToneColorConverter:
     src = self._per_item(src_se, len(waves), "src_se")
     tgt = self._per_item(tgt_se, len(waves), "tgt_se")
     hop = self.config.hop_length
-    pieces = [p for i, w in enumerate(waves)
-              for p in chunking.plan_pieces(i, len(w) // hop, self.max_frames)]
     outputs = [chunking.Assembler(len(w) // hop, hop) for w in waves]
     item_keys = batching.item_keys(seed, len(waves))
-    for rows, audio, lengths, offsets, starts in self._batches(waves, pieces):
-      size = audio.shape[0]
-      items = [p.item for p in rows] + [rows[0].item] * (size - len(rows))
-      put = lambda x: sharding.shard_batch(x, self.mesh)
-      out, _ = converter_model.convert_audio(
-          self.params, audio, lengths, put(src[items]), put(tgt[items]), jnp.float32(tau),
-          put(item_keys[np.asarray(items)]), offsets, starts, config=self.config)
-      out = np.asarray(out)
-      for row, piece in enumerate(rows):
-        outputs[piece.item].add(piece, out[row])
+    for call in self.packed_calls(waves, src, tgt, tau, item_keys):
+      self.scatter(call, self.run_packed(call), outputs)
     outputs = [o.result() for o in outputs]
     if output_path is not None:
       paths = [output_path] if single else list(output_path)
@@ -218,6 +226,41 @@ class ToneColorConverter:
       for path, wave in zip(paths, outputs):
         write_wav(path, wave, self.sampling_rate)
     return outputs[0] if single else outputs
+
+  def packed_calls(self, waves: Sequence[np.ndarray], src: np.ndarray, tgt: np.ndarray,
+                   tau: float, item_keys) -> list[PackedCall]:
+    """The device calls that convert these waveforms (item i from src[i] to tgt[i], noise from
+    item_keys[i]): pieces of long items (`ovjax.chunking`) packed into rows (`ovjax.packing`),
+    in device batches, inputs already on the devices."""
+    hop = self.config.hop_length
+    pieces = [p for i, w in enumerate(waves)
+              for p in chunking.plan_pieces(i, len(w) // hop, self.max_frames)]
+    put = lambda x: sharding.shard_batch(x, self.mesh)
+    calls = []
+    for rows, n_real in packing.plan_batches(
+        [p.frames for p in pieces], self.max_frames, self.gap, self.max_batch, self.n_devices,
+        self.max_batch_frames):
+      audio, segments, slot_items, noise_blocks, noise_index = packing.build_rows(
+          rows, pieces, waves, hop, self.config.filter_length)
+      args = (put(audio), put(segments), put(src[slot_items]), put(tgt[slot_items]),
+              jnp.float32(tau), put(item_keys[slot_items]), put(noise_blocks), put(noise_index))
+      calls.append(PackedCall(args, rows, n_real, pieces))
+    return calls
+
+  def run_packed(self, call: PackedCall, compiled=None) -> jax.Array:
+    """One device call (compiled: a `convert_packed` compiled for these shapes, if any)."""
+    if compiled is not None:
+      return compiled(self.conversion_params, *call.args)
+    return converter_model.convert_packed(self.conversion_params, *call.args, config=self.config,
+                                          dtype=self.compute_dtype)
+
+  def scatter(self, call: PackedCall, out, outputs: Sequence[chunking.Assembler]) -> None:
+    """Each piece's samples of a call's output into its item's assembler."""
+    hop = self.config.hop_length
+    for row, packed in zip(np.asarray(out), call.rows[:call.n_real]):
+      for p, offset in packed.segments:
+        piece = call.pieces[p]
+        outputs[piece.item].add(piece, row[offset * hop:(offset + piece.frames) * hop])
 
   def _per_item(self, se, n, name) -> np.ndarray:
     if isinstance(se, (list, tuple)):

@@ -42,11 +42,24 @@ def linear_spectrogram(audio: jax.Array, lengths: jax.Array, n_fft: int = 1024,
   pos = jnp.clip(pos - offsets[:, None, None], 0, n - 1)
   windows = jnp.take_along_axis(audio[:, None, :], pos.reshape(batch, 1, -1), axis=2)
   windows = windows.reshape(batch, frames, n_fft)
+  frame_lengths = jnp.clip(lengths // hop_length - start_frames, 0, frames)
+  valid = jnp.arange(frames)[None, :] < frame_lengths[:, None]
+  return _magnitude(windows, n_fft, win_length) * valid[..., None], frame_lengths
+
+
+def framed_spectrogram(rows: jax.Array, frames: int, n_fft: int = 1024, hop_length: int = 256,
+                       win_length: int = 1024) -> jax.Array:
+  """rows [B, >= (frames - 1) * hop + n_fft] whose items are already reflect-padded (see
+  `ovjax.packing`) -> magnitudes [B, frames, n_fft//2 + 1]; frame t reads samples
+  t*hop ... t*hop + n_fft - 1. The same windows give the same numbers as `linear_spectrogram`."""
+  pos = jnp.arange(frames)[:, None] * hop_length + jnp.arange(n_fft)[None, :]
+  return _magnitude(rows[:, pos], n_fft, win_length)
+
+
+def _magnitude(windows: jax.Array, n_fft: int, win_length: int) -> jax.Array:
+  """|rfft(windows * Hann)| over the last axis, with the reference's 1e-6 under the root."""
   window = np.zeros(n_fft, np.float32)
   offset = (n_fft - win_length) // 2
   window[offset:offset + win_length] = hann_window(win_length)
   spectrum = jnp.fft.rfft(windows * window, axis=-1)
-  magnitude = jnp.sqrt(jnp.real(spectrum)**2 + jnp.imag(spectrum)**2 + 1e-6)
-  frame_lengths = jnp.clip(lengths // hop_length - start_frames, 0, frames)
-  valid = jnp.arange(frames)[None, :] < frame_lengths[:, None]
-  return magnitude * valid[..., None], frame_lengths
+  return jnp.sqrt(jnp.real(spectrum)**2 + jnp.imag(spectrum)**2 + 1e-6)

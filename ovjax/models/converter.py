@@ -11,7 +11,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ovjax.audio.spectrogram import linear_spectrogram
+from ovjax.audio.spectrogram import framed_spectrogram, linear_spectrogram
 from ovjax.config import ConverterConfig
 from ovjax.layers.init import fast_init
 from ovjax.layers.masks import sequence_mask
@@ -45,7 +45,13 @@ class ToneColorConverterModel(VitsCore):
                        deterministic: bool = True):
     """Returns (audio [B, T*hop], z, z_p, z_hat, m, logs); noise ~ N(0, 1) shaped like z."""
     mask = sequence_mask(lengths, spec.shape[1], spec.dtype)
-    g_src, g_tgt = src_se[:, None, :], tgt_se[:, None, :]
+    return self.voice_conversion_masked(spec, mask, src_se[:, None, :], tgt_se[:, None, :], tau,
+                                        noise, deterministic)
+
+  def voice_conversion_masked(self, spec, mask, g_src, g_tgt, tau, noise,
+                              deterministic: bool = True):
+    """`voice_conversion` with an explicit mask [B, T, 1] and embeddings [B, 1 or T, gin]: a
+    packed row holds several utterances, each with its own embeddings, zeros between them."""
     m, logs = self.posterior(spec, mask, g_src, deterministic)
     z = sample_posterior(m, logs, mask, tau, noise)
     z_p = self.flow_forward(z, mask, g_src, deterministic)
@@ -164,6 +170,49 @@ def convert(params, spec, lengths, src_se, tgt_se, tau, key, *, config: Converte
       params, spec, lengths, src_se, tgt_se, tau, noise,
       method=ToneColorConverterModel.voice_conversion)
   return audio
+
+
+def packed_noise(slot_keys, noise_blocks, noise_index, channels: int, dtype=jnp.float32):
+  """The N(0, 1) noise of a packed row, equal frame for frame to what `frame_noise` gives each
+  utterance on its own: block j of row b is block noise_blocks[b, j, 1] of the utterance in slot
+  noise_blocks[b, j, 0] (whose key is slot_keys[b, slot]); frame t takes position
+  noise_index[b, t] of the row's blocks laid end to end. Shapes: slot_keys [B, S] keys,
+  noise_blocks [B, NB, 2], noise_index [B, T] -> [B, T, channels]."""
+  def row(keys, blocks, index):
+    draw = lambda slot, b: jax.random.normal(jax.random.fold_in(keys[slot], b),
+                                             (NOISE_BLOCK, channels), dtype)
+    noise = jax.vmap(draw)(blocks[:, 0], blocks[:, 1]).reshape(-1, channels)
+    return noise[index]
+  return jax.vmap(row)(slot_keys, noise_blocks, noise_index)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "dtype"))
+def convert_packed(params, rows, segments, src_se, tgt_se, tau, slot_keys, noise_blocks,
+                   noise_index, *, config: ConverterConfig, dtype=None):
+  """Jitted: packed rows of several utterances (see `ovjax.packing`) -> waveforms [B, T * hop].
+
+  rows [B, T * hop + n_fft]: each utterance reflect-padded and placed at its frame offset;
+  segments [B, T]: the slot of the utterance each frame belongs to (-1 in the gaps);
+  src_se / tgt_se [B, S, gin]: each slot's embeddings; slot_keys, noise_blocks, noise_index:
+  each slot's noise (see `packed_noise`). Every utterance comes out as converting it alone
+  gives: the gaps are wider than any single layer reaches and every layer's input is masked.
+  dtype: the network's compute dtype (params must already be cast to it); the STFT stays
+  float32 (XLA has no bfloat16 FFT) and the output is float32.
+  """
+  frames = segments.shape[1]
+  spec = framed_spectrogram(rows, frames, config.filter_length, config.hop_length,
+                            config.win_length)
+  mask = (segments >= 0).astype(spec.dtype)[..., None]
+  slot = jnp.maximum(segments, 0)[..., None]
+  g_src = jnp.take_along_axis(src_se, slot, axis=1)
+  g_tgt = jnp.take_along_axis(tgt_se, slot, axis=1)
+  if dtype is not None:  # Every layer computes in its input's dtype.
+    spec, mask, g_src, g_tgt, tau = (x.astype(dtype) for x in (spec, mask, g_src, g_tgt, tau))
+  noise = packed_noise(slot_keys, noise_blocks, noise_index, config.inter_channels, spec.dtype)
+  audio, *_ = ToneColorConverterModel(config).apply(
+      params, spec * mask, mask, g_src, g_tgt, tau, noise,
+      method=ToneColorConverterModel.voice_conversion_masked)
+  return audio.astype(jnp.float32)
 
 
 @functools.partial(jax.jit, static_argnames="config")
