@@ -94,6 +94,17 @@ def bucket_frames(frames: int, minimum: int = 32) -> int:
   return size
 
 
+def fine_bucket_frames(frames: int, minimum: int = 32, steps: int = 16) -> int:
+  """Smallest multiple of 2^k / steps >= frames, for the octave (2^k, 2^(k+1)] frames lies in
+  (at least `minimum`): at most 1/steps of the work is padding, for steps programs an octave.
+  Packed converter rows and TTS synthesis use it; a persistent compilation cache makes the
+  extra programs a one-time cost."""
+  if frames <= minimum:
+    return minimum
+  step = max(1, 2**(math.ceil(math.log2(frames)) - 1) // steps)
+  return -(-frames // step) * step
+
+
 def bucket_batch(n: int, max_batch: int, multiple: int = 1) -> int:
   """Batch size padded to a power of two (capped at max_batch) and to a multiple of the device
   count, so the batch splits evenly across devices."""

@@ -371,7 +371,7 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
              jnp.float32(sdp_ratio), jnp.float32(1.0))
     stage1, compile1 = _compile(tts_model.predict_durations, *args1, config=config)
     first = stage1(*args1)
-    frames = batching.bucket_frames(int(np.max(np.asarray(first[1]))))
+    frames = batching.fine_bucket_frames(int(np.max(np.asarray(first[1]))))
     args2 = lambda s1: (args1[0], *s1, args1[3], args1[4], jnp.float32(0.0))
     stage2, compile2 = _compile(tts_model.synthesize, *args2(first), frames=frames, config=config)
     stage1_times = []
@@ -381,7 +381,7 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
       s1 = stage1(*args1)
       y_lengths = np.asarray(s1[1])  # The host round trip real inference makes.
       stage1_times.append(time.perf_counter() - start)
-      if batching.bucket_frames(int(y_lengths.max())) != frames:
+      if batching.fine_bucket_frames(int(y_lengths.max())) != frames:
         raise RuntimeError("durations changed between calls with zero noise")
       return stage2(*args2(s1)), y_lengths
 

@@ -4,7 +4,7 @@ Padding each utterance to a length bucket wastes up to a third of the work (a 10
 frames, ran in the 1024-frame bucket). Instead, utterances (or the pieces of long ones, see
 `ovjax.chunking`) are packed back to back into rows, `gap` frames apart, by first-fit
 decreasing; a row is as long as its content rounded up to a fine bucket (1/16 of an octave, see
-`row_frames`), at most `max_frames`. Every layer of the converter masks its input, so an
+`batching.fine_bucket_frames`), at most `max_frames`. Every layer of the converter masks its input, so an
 utterance sees zeros in the gaps exactly as it sees zero padding alone, as long as the gap is
 wider than any single layer reaches (`min_gap`). The spectrogram is made per utterance on the
 host side of the layout: each one is reflect-padded as the reference pads it and laid at its
@@ -53,15 +53,6 @@ def min_gap(config) -> int:
   return max(reaches)
 
 
-def row_frames(frames: int, minimum: int = 32, steps: int = 16) -> int:
-  """The row length for `frames` frames of content: a multiple of 2^k / steps for the octave
-  (2^k, 2^(k+1)] it lies in, at least `minimum`: at most 1/steps of the row is padding."""
-  if frames <= minimum:
-    return minimum
-  step = max(1, 2**(math.ceil(math.log2(frames)) - 1) // steps)
-  return -(-frames // step) * step
-
-
 def plan_rows(piece_frames: Sequence[int], max_frames: int, gap: int,
               max_segments: int = MAX_SEGMENTS) -> list[Row]:
   """Pack pieces (each <= max_frames) into rows, longest first, each into the first row with
@@ -79,7 +70,8 @@ def plan_rows(piece_frames: Sequence[int], max_frames: int, gap: int,
         break
     else:
       open_rows.append([n, [(i, 0)]])
-  rows = [Row(min(max_frames, row_frames(used)), tuple(segs)) for used, segs in open_rows]
+  rows = [Row(min(max_frames, batching.fine_bucket_frames(used)), tuple(segs))
+          for used, segs in open_rows]
   return sorted(rows, key=lambda r: -r.frames)
 
 

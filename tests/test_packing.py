@@ -31,14 +31,14 @@ def test_plan_places_every_piece_once_without_overlap(seed):
     for (_, end), (start, _) in zip(spans, spans[1:]):
       assert start - end >= gap
     assert spans[-1][1] <= row.frames <= 2048
-    assert row.frames == min(2048, packing.row_frames(spans[-1][1]))
+    assert row.frames == min(2048, batching.fine_bucket_frames(spans[-1][1]))
 
 
 def test_row_lengths_waste_at_most_a_sixteenth():
   for n in range(1, 5000):
-    r = packing.row_frames(n)
+    r = batching.fine_bucket_frames(n)
     assert n <= r and (r <= 32 or r - n < n / 16 + 1), n
-  assert packing.row_frames(861) == 864  # 10 s at 22050 Hz: not the 1024 bucket.
+  assert batching.fine_bucket_frames(861) == 864  # 10 s at 22050 Hz: not the 1024 bucket.
 
 
 def test_split_batches_pads_nothing():

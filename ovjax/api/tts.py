@@ -150,7 +150,7 @@ class BaseSpeakerTTS:
           self.params, put(ids), put(lengths), sids, keys, jnp.float32(noise_scale_w),
           jnp.float32(sdp_ratio), jnp.float32(1.0 / speed), config=self.config)
       y_lengths = np.asarray(stage1[1])
-      frames = batching.bucket_frames(int(y_lengths.max()))
+      frames = batching.fine_bucket_frames(int(y_lengths.max()))
       audio = np.asarray(tts_model.synthesize(
           self.params, *stage1, sids, keys, jnp.float32(noise_scale), frames=frames,
           config=self.config))
