@@ -26,6 +26,12 @@ Life of a run (`parse_jobs`, then `JobRunner.run`):
    one batch. If a group's batched call fails with an `OvjaxError`, its jobs are retried one by
    one so only the bad job fails.
 
+Overlap (`prefetch=True`, the default): a host thread decodes and resamples the next groups'
+sources and references (`Prefetch`, a bounded queue) while the current group computes, and a
+writer thread writes outputs, hashes them and reports each job (`Writer`), in the order the jobs
+end, so the device does not wait on files. `prefetch=False` does the same work inline, in the same
+order, with the same outputs and report.
+
 Noise: every job passes its own seed to the library, so with tau > 0 (or TTS noise) a job's
 output is what running it alone with that seed gives, whatever group it ran in or however a
 resumed run regroups the jobs.
@@ -37,8 +43,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import queue
 import re
 import stat
+import threading
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
@@ -510,6 +518,178 @@ class Report:
                      encoding="utf-8")
 
 
+# -- overlap: host work on threads beside the device ----------------------------------------------
+
+
+class _Raised:
+  """An exception carried from a worker thread to the thread that consumes its results."""
+
+  def __init__(self, error: BaseException):
+    self.error = error
+
+
+class Prefetch:
+  """`(item, load(item))` for each item, in order, with `load` run on a daemon thread at most
+  `depth` results ahead of the consumer: decoding and resampling overlap the consumer's compute,
+  and memory stays bounded. An exception in `load` is raised here, on the consumer's thread, when
+  its item's turn comes (as it would have been inline). Use as a context manager: leaving stops
+  the thread."""
+
+  _END = object()
+
+  def __init__(self, items: Iterable, load: Callable, depth: int = 1):
+    self._items, self._load = list(items), load
+    self._queue = queue.Queue(maxsize=max(1, int(depth)))
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._work, name="ovjax-prefetch", daemon=True)
+    self._thread.start()
+
+  def _work(self) -> None:
+    try:
+      for item in self._items:
+        if self._stop.is_set():
+          return
+        self._put((item, self._load(item)))
+      self._put(self._END)
+    except BaseException as e:  # noqa: BLE001 - handed to the consumer, never lost.
+      self._put(_Raised(e))
+
+  def _put(self, value) -> None:
+    while not self._stop.is_set():  # Polled, so `close` never waits on a full queue.
+      try:
+        self._queue.put(value, timeout=0.1)
+        return
+      except queue.Full:
+        pass
+
+  def __iter__(self):
+    while (value := self._queue.get()) is not self._END:
+      if isinstance(value, _Raised):
+        raise value.error
+      yield value
+
+  def close(self) -> None:
+    self._stop.set()
+    self._thread.join()  # At most the one load in progress.
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+    return False
+
+
+class Inline(Prefetch):
+  """`Prefetch` without the thread: each item loaded when its turn comes."""
+
+  def __init__(self, items: Iterable, load: Callable, depth: int = 1):
+    self._items, self._load = list(items), load
+
+  def __iter__(self):
+    for item in self._items:
+      yield item, self._load(item)
+
+  def close(self) -> None:
+    pass
+
+
+class Writer:
+  """Runs submitted tasks (write an output, report a job) in order on a daemon thread behind a
+  bounded queue. The first exception a task raises stops the tasks after it (so nothing unwritten
+  is ever reported) and is raised on the submitting thread: by the next `submit`, or by `close`.
+  `close` drains the queue first, so work already finished is written even when the run is
+  interrupted."""
+
+  def __init__(self, depth: int = 16):
+    self._queue = queue.Queue(maxsize=max(1, int(depth)))  # Backpressure: bounded memory.
+    self._error = None
+    self._thread = threading.Thread(target=self._work, name="ovjax-writer", daemon=True)
+    self._thread.start()
+
+  def _work(self) -> None:
+    while (task := self._queue.get()) is not None:
+      if self._error is None:
+        try:
+          task()
+        except BaseException as e:  # noqa: BLE001 - raised on the submitting thread.
+          self._error = e
+
+  def _raise(self) -> None:
+    if self._error is not None:
+      raise self._error
+
+  def submit(self, task: Callable[[], None]) -> None:
+    self._raise()
+    self._queue.put(task)
+
+  def close(self, raise_error: bool = True) -> None:
+    self._queue.put(None)
+    self._thread.join()
+    if raise_error:
+      self._raise()
+
+
+class InlineWriter:
+  """`Writer` without the thread: each task runs when submitted."""
+
+  def submit(self, task: Callable[[], None]) -> None:
+    task()
+
+  def close(self, raise_error: bool = True) -> None:
+    pass
+
+
+def write_output(job: Job, out_dir, wave, sampling_rate: int) -> None:
+  """Write a job's output atomically (a killed run leaves no half file) and record its length,
+  size and SHA-256; a write error fails the job alone."""
+  from ovjax.audio.io import write_wav
+  path = Path(out_dir) / job.out
+  try:
+    # Checked again at write time: a folder may have become a symlink since the jobs were read.
+    path = output_path(out_dir, job.out)
+    write_wav(path, wave, sampling_rate)
+  except OvjaxError as e:
+    return job.fail(e)
+  except OSError as e:
+    return job.fail(f"cannot write {path}: {e.strerror or type(e).__name__}")
+  job.status, job.seconds_audio = "done", len(wave) / sampling_rate
+  # What the next run checks before skipping this job (hashing a few MB costs milliseconds).
+  digest = file_digest(path)
+  if digest is not None:
+    job.output_bytes, job.output_sha256 = digest
+
+
+def conversion_groups(jobs: list[Job], group_size: int) -> list[list[Job]]:
+  """The groups conversions run in: by tau (one call converts with one tau; each job keeps its
+  own seed), longest first within each (as the library's batch plan: neighbours share length
+  buckets), `group_size` jobs at a time."""
+  import soundfile as sf
+
+  def seconds(job):  # From the header: enough to sort by; a bad file fails when it loads.
+    try:
+      return sf.info(str(job.spec["source"])).duration
+    except Exception:  # noqa: BLE001
+      return 0.0
+
+  by_tau = collections.defaultdict(list)
+  for job in jobs:
+    by_tau[job.spec["tau"]].append(job)
+  groups = []
+  for group in by_tau.values():
+    group.sort(key=seconds, reverse=True)
+    groups += [group[i:i + group_size] for i in range(0, len(group), group_size)]
+  return groups
+
+
+@dataclasses.dataclass
+class Loaded:
+  """A conversion group's audio, read ahead: source path -> waveform (or its OvjaxError), and
+  reference cache key -> [(name, waveform or OvjaxError)] for the keys this group embeds first."""
+  sources: dict
+  references: dict
+
+
 # -- running (models) ------------------------------------------------------------------------------
 
 
@@ -527,24 +707,46 @@ class JobRunner:
 
   converter: a `ToneColorConverter` (conversion and clone jobs). base: a `BaseSpeakerTTS` or an
   `EspeakSpeaker` (tts and clone jobs; with espeak, a job's `language` picks the espeak-ng voice).
-  on_result(job) is called as each job ends (done or failed); outputs are written as soon as
-  their group is done. `embedded` counts embedding computations per cache key.
+  on_result(job) is called as each job ends (done or failed), once its output is written, in
+  the order the jobs end; with `prefetch` it is called on the writer thread (one thread: calls
+  never overlap), and `run` returns (or raises) only after every finished output is written and
+  reported. `prefetch`: read the next conversion groups' audio on a host thread and write outputs
+  on another while the current group computes (same outputs and report as without).
+  `embedded` counts embedding computations per cache key.
   """
 
   def __init__(self, out_dir, converter=None, base=None, group_size: int = 8,
-               on_result: Callable[[Job], None] = lambda job: None):
+               on_result: Callable[[Job], None] = lambda job: None, prefetch: bool = True):
     self.out_dir = Path(out_dir)
     self.converter = converter
     self.base = base
     self.group_size = max(1, int(group_size))
     self.on_result = on_result
+    self.prefetch = prefetch
     self.embedded = collections.Counter()
     self._se = {}  # cache key -> embedding [gin] or the OvjaxError it raised.
     self._voices = {}  # espeak voice -> EspeakSpeaker or the error.
+    self._writer = InlineWriter()
+    self._queued = set()  # Jobs whose output is computed and waits for the writer.
 
   # -- driver ----------------------------------------------------------------------------------
 
   def run(self, jobs: Iterable[Job]) -> None:
+    # Two outputs of work per group may wait: enough to never stall compute, bounded memory.
+    self._writer = Writer(2 * self.group_size) if self.prefetch else InlineWriter()
+    try:
+      self._run(jobs)
+    except BaseException:
+      # Interrupted (Ctrl-C) or failed: what is finished is still written and reported; the
+      # first error is the one raised.
+      self._writer.close(raise_error=False)
+      raise
+    else:
+      self._writer.close()  # Drained: every output written and reported; a writer error raised.
+    finally:
+      self._writer = InlineWriter()
+
+  def _run(self, jobs: Iterable[Job]) -> None:
     jobs = [j for j in jobs if j.status is None]
     for job in jobs:  # Everything cheap that needs the models, before any compute.
       try:
@@ -556,7 +758,7 @@ class JobRunner:
 
   def _guarded(self, group: list[Job], work: Callable[[list[Job]], None]) -> None:
     """work(group); if its batched calls fail, each job alone, so only the bad one fails."""
-    group = [j for j in group if j.status is None]
+    group = [j for j in group if j.status is None and j not in self._queued]
     if not group:
       return
     try:
@@ -570,25 +772,17 @@ class JobRunner:
 
   def _failed(self, job: Job, error) -> None:
     job.fail(error)
-    self.on_result(job)
+    # Through the writer too: reports keep the order in which jobs end.
+    self._writer.submit(lambda: self.on_result(job))
 
   def _finish(self, job: Job, wave, sampling_rate: int) -> None:
-    from ovjax.audio.io import write_wav
-    path = self.out_dir / job.out
-    try:
-      # Checked again at write time: a folder may have become a symlink since the jobs were read.
-      path = output_path(self.out_dir, job.out)
-      write_wav(path, wave, sampling_rate)  # Atomic: a killed run leaves no half file.
-    except OvjaxError as e:
-      return self._failed(job, e)
-    except OSError as e:
-      return self._failed(job, f"cannot write {path}: {e.strerror or type(e).__name__}")
-    job.status, job.seconds_audio = "done", len(wave) / sampling_rate
-    # What the next run checks before skipping this job (hashing a few MB costs milliseconds).
-    digest = file_digest(path)
-    if digest is not None:
-      job.output_bytes, job.output_sha256 = digest
-    self.on_result(job)
+    self._queued.add(job)
+
+    def task():
+      write_output(job, self.out_dir, wave, sampling_rate)
+      self.on_result(job)
+
+    self._writer.submit(task)
 
   @staticmethod
   def _chunks(items: list, size: int):
@@ -669,11 +863,21 @@ class JobRunner:
         if not isinstance(se, OvjaxError):
           self.embedded[key] += 1
 
-  def _target_ses(self, jobs: list[Job]) -> dict:
-    """job -> target embedding; jobs whose target cannot be had are failed."""
-    self._embed({reference_key(j.spec["reference"], j.spec["vad"]):
-                 (j.spec["vad"], [(str(p), p) for p in j.spec["reference"]])
-                 for j in jobs if "reference" in j.spec})
+  def _target_ses(self, jobs: list[Job], loaded: dict | None = None) -> dict:
+    """job -> target embedding; jobs whose target cannot be had are failed. loaded: reference
+    cache key -> [(name, waveform or OvjaxError)] read ahead (others are read here)."""
+    items = {}
+    for job in jobs:
+      if "reference" not in job.spec:
+        continue
+      key = reference_key(job.spec["reference"], job.spec["vad"])
+      refs = (loaded or {}).get(key) or [(str(p), p) for p in job.spec["reference"]]
+      error = next((r for _, r in refs if isinstance(r, OvjaxError)), None)
+      if error is None:
+        items[key] = (job.spec["vad"], refs)
+      elif key not in self._se:  # What `extract_ses` returns for a reference it cannot read.
+        self._se[key] = error
+    self._embed(items)
     out = {}
     for job in jobs:
       try:
@@ -686,37 +890,42 @@ class JobRunner:
   # -- conversions -------------------------------------------------------------------------------
 
   def _run_conversions(self, jobs: list[Job]) -> None:
-    import soundfile as sf
+    claimed = set()  # Reference keys already read: each is read once per run.
+    reader = Prefetch if self.prefetch else Inline
+    with reader(conversion_groups(jobs, self.group_size),
+                lambda group: self._load_group(group, claimed)) as groups:
+      for group, loaded in groups:
+        self._guarded(group, lambda jobs: self._convert_group(jobs, loaded))
 
-    def seconds(job):  # From the header: enough to sort by; a bad file fails when it loads.
+  def _load_group(self, jobs: list[Job], claimed: set) -> Loaded:
+    """A group's sources and not yet claimed references, read and resampled (on the prefetch
+    thread: it touches no job and no cache, only `claimed`, which only it uses)."""
+    def read(path):
       try:
-        return sf.info(str(job.spec["source"])).duration
-      except Exception:  # noqa: BLE001
-        return 0.0
+        return self.converter.load(path)
+      except OvjaxError as e:  # Fails only the jobs that need this file.
+        return e
 
-    groups = collections.defaultdict(list)
-    for job in jobs:  # One call converts with one tau; each job keeps its own seed.
-      groups[job.spec["tau"]].append(job)
-    for group in groups.values():
-      # Longest first, as the library's batch plan: neighbours share length buckets.
-      group.sort(key=seconds, reverse=True)
-      for chunk in self._chunks(group, self.group_size):
-        self._guarded(chunk, self._convert_group)
-
-  def _convert_group(self, jobs: list[Job]) -> None:
-    converter = self.converter
-    waves = {}  # Each source file is read once, for its embedding and its conversion.
-    for job in jobs:
+    sources, references = {}, {}
+    for job in jobs:  # Each source file is read once, for its embedding and its conversion.
       path = job.spec["source"]
-      if path not in waves:
-        try:
-          waves[path] = converter.load(path)
-        except OvjaxError as e:
-          waves[path] = e
-      if isinstance(waves[path], OvjaxError):
-        self._failed(job, waves[path])
+      if path not in sources:
+        sources[path] = read(path)
+      if "reference" in job.spec:
+        key = reference_key(job.spec["reference"], job.spec["vad"])
+        if key not in claimed:
+          claimed.add(key)
+          references[key] = [(str(p), read(p)) for p in job.spec["reference"]]
+    return Loaded(sources, references)
+
+  def _convert_group(self, jobs: list[Job], loaded: Loaded) -> None:
+    converter = self.converter
+    waves = loaded.sources
+    for job in jobs:
+      if isinstance(waves[job.spec["source"]], OvjaxError):
+        self._failed(job, waves[job.spec["source"]])
     jobs = [j for j in jobs if j.status is None]
-    targets = self._target_ses(jobs)
+    targets = self._target_ses(jobs, loaded.references)
     jobs = [j for j in jobs if j.status is None]
     self._embed({source_key(j.spec["source"], j.spec["vad"]):
                  (j.spec["vad"], [(str(j.spec["source"]), waves[j.spec["source"]])])

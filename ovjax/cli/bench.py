@@ -14,6 +14,9 @@ _MODELS = ("converter", "tts")
 # CPU cores; the full run is long there (batch 32 x 10 s), and minutes on an accelerator.
 _FULL = ((1, 8, 32), 10.0, 5)
 _QUICK = ((1, 8), 4.0, 2)
+# --stream: (seconds of audio in all, shortest and longest file, timed passes of each kind).
+_STREAM_FULL = (100.0, 1.0, 20.0, 3)
+_STREAM_QUICK = (12.0, 1.0, 4.0, 1)
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -78,6 +81,25 @@ def register(subparsers, parents=()) -> None:
                       "repository's configs/converter_v2.json)")
   p.add_argument("--tts-config", metavar="CONFIG.json",
                  help="official base speaker config.json (default: configs/base_v1_en.json)")
+  p.add_argument("--profile", action="store_true",
+                 help="time the converter's stages one by one (STFT, posterior encoder, flow, "
+                      "each decoder layer, convs vs elementwise work) at each batch size")
+  p.add_argument("--peer", metavar="SCRIPT.py",
+                 help="also run a peer's timing script in the same run (e.g. "
+                      "../shared/peers/bench_onnx_peer.py: the reference converter in "
+                      "onnxruntime) on the same seconds of audio, and print the ratio")
+  stream = p.add_argument_group("end to end (--stream)")
+  stream.add_argument("--stream", action="store_true",
+                      help="also run a job file of real audio files (WAV and MP3 at 44.1 and "
+                           "16 kHz, log-uniform lengths) through `ovjax batch`'s runner with the "
+                           "converter, outputs written, and compare its audio-seconds/s with "
+                           "pure compute on the same waveforms in memory")
+  stream.add_argument("--stream-seconds", type=common.number_type(0, low_open=True),
+                      metavar="S",
+                      help=f"seconds of audio in the stream (default: {_STREAM_FULL[0]:g} in "
+                           f"files of {_STREAM_FULL[1]:g}-{_STREAM_FULL[2]:g} s; --quick: "
+                           f"{_STREAM_QUICK[0]:g} in files of {_STREAM_QUICK[1]:g}-"
+                           f"{_STREAM_QUICK[2]:g} s)")
   train = p.add_argument_group("training (--train)")
   train.add_argument("--train", action="store_true",
                      help="time train steps instead (generator + discriminator update): "
@@ -110,6 +132,12 @@ def run(args) -> int:
                      ("--tts-config", args.tts_config)):
     if path is not None and not Path(path).is_file():
       raise OvjaxError(f"{flag} {path}: no such file")
+  if args.peer is not None and not Path(args.peer).is_file():
+    raise OvjaxError(f"--peer {args.peer}: no such file")
+  if args.peer is not None and args.converter_config is not None:
+    raise OvjaxError("--peer times the full-size converter: leave out --converter-config")
+  if args.stream and args.train:
+    raise OvjaxError("--stream goes with the inference benchmark, not --train")
   defaults = _QUICK if args.quick else _FULL
   batch_sizes = args.batch_sizes or defaults[0]
   seconds = args.seconds or defaults[1]
@@ -136,7 +164,30 @@ def run(args) -> int:
         models=args.models, batch_sizes=batch_sizes, seconds=seconds, repeats=repeats,
         dtype=args.dtype, bfloat16=not args.no_bfloat16, quick=args.quick,
         converter_config=args.converter_config, tts_config=args.tts_config, progress=progress)
+    if args.stream:
+      from ovjax import stream_bench
+      total, low, high, stream_repeats = _STREAM_QUICK if args.quick else _STREAM_FULL
+      result["stream"] = stream_bench.run_stream_benchmark(
+          args.converter_config, total_seconds=args.stream_seconds or total, min_seconds=low,
+          max_seconds=high, repeats=args.repeats or stream_repeats, progress=progress)
+    if args.profile:
+      from ovjax import profiling
+      config = benchmark.load_config(args.converter_config or benchmark.FULL_CONVERTER_CONFIG,
+                                     "converter")
+      params = benchmark.random_params(config)
+      frames = int(seconds * config.sampling_rate) // config.hop_length
+      result["profile"] = []
+      for batch in batch_sizes:
+        progress(f"profile: converter stages at batch {batch}, {frames} frames")
+        result["profile"].append(profiling.profile_converter(config, params, batch, frames,
+                                                             repeats, progress))
+    if args.peer is not None:
+      progress(f"peer: {args.peer} on {seconds:g} s of audio")
+      result["peer"] = benchmark.run_peer(args.peer, seconds, repeats)
     table = benchmark.format_table(result)
+    if args.profile:
+      from ovjax import profiling
+      table += "\n\n" + profiling.format_profile(result["profile"])
   if not progress.quiet:
     print(table, flush=True)
   if out is not None:
