@@ -660,13 +660,16 @@ def write_output(job: Job, out_dir, wave, sampling_rate: int) -> None:
     job.output_bytes, job.output_sha256 = digest
 
 
-def conversion_groups(jobs: list[Job], group_size: int) -> list[list[Job]]:
+def conversion_groups(jobs: list[Job], group_size: int,
+                      group_seconds: float | None = None) -> list[list[Job]]:
   """The groups conversions run in: by tau (one call converts with one tau; each job keeps its
-  own seed), longest first within each (as the library's batch plan: neighbours share length
-  buckets), `group_size` jobs at a time."""
+  own seed), in job order, `group_size` jobs at a time, or with group_seconds, as many as hold
+  that much audio (at most 8 x group_size jobs). The converter packs each group's utterances into
+  rows (`ovjax.packing`): a group of mixed lengths worth several full rows leaves one part-filled
+  row, so few row lengths (programs) are ever compiled."""
   import soundfile as sf
 
-  def seconds(job):  # From the header: enough to sort by; a bad file fails when it loads.
+  def seconds(job):  # From the header; a bad file fails when it loads.
     try:
       return sf.info(str(job.spec["source"])).duration
     except Exception:  # noqa: BLE001
@@ -676,10 +679,25 @@ def conversion_groups(jobs: list[Job], group_size: int) -> list[list[Job]]:
   for job in jobs:
     by_tau[job.spec["tau"]].append(job)
   groups = []
-  for group in by_tau.values():
-    group.sort(key=seconds, reverse=True)
-    groups += [group[i:i + group_size] for i in range(0, len(group), group_size)]
+  for same_tau in by_tau.values():
+    group, total = [], 0.0
+    for job in same_tau:
+      group.append(job)
+      total += seconds(job) if group_seconds is not None else 0.0
+      full = (len(group) >= 8 * group_size or total >= group_seconds) if group_seconds \
+          is not None else len(group) >= group_size
+      if full:
+        groups.append(group)
+        group, total = [], 0.0
+    if group:
+      groups.append(group)
   return groups
+
+
+def group_seconds(converter, group_size: int) -> float:
+  """Audio per conversion group: group_size full packed rows of the converter's."""
+  return group_size * converter.max_frames * converter.config.hop_length / \
+      converter.sampling_rate
 
 
 @dataclasses.dataclass
@@ -892,7 +910,8 @@ class JobRunner:
   def _run_conversions(self, jobs: list[Job]) -> None:
     claimed = set()  # Reference keys already read: each is read once per run.
     reader = Prefetch if self.prefetch else Inline
-    with reader(conversion_groups(jobs, self.group_size),
+    seconds = None if self.converter is None else group_seconds(self.converter, self.group_size)
+    with reader(conversion_groups(jobs, self.group_size, seconds),
                 lambda group: self._load_group(group, claimed)) as groups:
       for group, loaded in groups:
         self._guarded(group, lambda jobs: self._convert_group(jobs, loaded))

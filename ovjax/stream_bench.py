@@ -139,7 +139,8 @@ def compute_inputs(jobs_file, converter, group_size: int) -> list[dict]:
   return [{"waves": [converter.load(j.spec["source"]) for j in group],
            "seeds": [j.spec["seed"] for j in group], "tau": group[0].spec["tau"],
            "outs": [j.out for j in group]}
-          for group in jobs_lib.conversion_groups(jobs, group_size)]
+          for group in jobs_lib.conversion_groups(
+              jobs, group_size, jobs_lib.group_seconds(converter, group_size))]
 
 
 def run_compute(converter, groups, source_se, target_se) -> tuple[float, float, dict]:

@@ -165,6 +165,8 @@ def test_interrupt_keeps_finished_work(data, converter, tmp_path, monkeypatch):
     return real_convert(self, *args, **kwargs)
 
   monkeypatch.setattr(ToneColorConverter, "convert", convert)
+  # Groups of ~2 s of audio, so these short clips make several groups.
+  monkeypatch.setattr(jobs_lib, "group_seconds", lambda converter, group_size: 2.0)
   reported = []
   out_dir = tmp_path / "out"
   jobs = jobs_lib.parse_jobs(_jobs(data), out_dir, has_converter=True, has_base=False)
@@ -178,6 +180,23 @@ def test_interrupt_keeps_finished_work(data, converter, tmp_path, monkeypatch):
   for entry in done:
     assert entry["bytes"] == (out_dir / entry["out"]).stat().st_size
   assert not list(out_dir.glob(".*.tmp"))
+
+
+def test_conversion_groups_follow_tau_and_audio_budget(data):
+  """Groups keep one tau each, keep job order, close once they hold the audio budget (the group
+  that crosses it included), and never exceed 8 x group_size jobs."""
+  def job(i, source, tau=0.3):
+    return jobs_lib.Job(line=i, spec={"source": data / source, "tau": tau})
+
+  # Clips of 2.5, 1.0, 3.0, 1.5, 2.0 s (s0..s4).
+  jobs = [job(0, "s0.wav"), job(1, "s1.wav"), job(2, "s4.wav", tau=0.5), job(3, "s2.mp3"),
+          job(4, "s3.wav"), job(5, "s4.wav")]
+  lines = lambda groups: [[j.line for j in g] for g in groups]  # noqa: E731
+  assert lines(jobs_lib.conversion_groups(jobs, 2, 3.4)) == [[0, 1], [3, 4], [5], [2]]
+  assert lines(jobs_lib.conversion_groups(jobs, 2)) == [[0, 1], [3, 4], [5], [2]]
+  assert lines(jobs_lib.conversion_groups(jobs, 1, 100.0)) == [[0, 1, 3, 4, 5], [2]]
+  many = [job(i, "s1.wav") for i in range(20)]
+  assert [len(g) for g in jobs_lib.conversion_groups(many, 1, 100.0)] == [8, 8, 4]
 
 
 def test_prefetch_raises_in_order_on_the_consumer():
