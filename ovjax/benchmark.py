@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, chunking, packing, sharding
+from ovjax import batching, chunking, compiler, packing, sharding
 from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
                           converter_config_from_official, read_json)
 from ovjax.errors import OvjaxError
@@ -103,13 +103,14 @@ def param_bytes(params) -> int:
 # -- measurement helpers ---------------------------------------------------------------------------
 
 
-def flops_of(compiled, n_devices: int = 1) -> float | None:
-  """Total FLOPs of one call of a compiled program, from XLA's cost analysis (None if absent).
+def flops_of(program, n_devices: int = 1) -> float | None:
+  """Total FLOPs of one call of a lowered or compiled program, from XLA's cost analysis (None if
+  absent).
 
   The analysis is a dict in current JAX and a list of per-program dicts in older versions; for a
-  program partitioned over the mesh it counts one device's share."""
+  compiled program partitioned over the mesh it counts one device's share (pass n_devices)."""
   try:
-    analysis = compiled.cost_analysis()
+    analysis = program.cost_analysis()
   except (NotImplementedError, RuntimeError):
     return None
   if isinstance(analysis, (list, tuple)):
@@ -176,10 +177,15 @@ class _Memory:
 
 
 def _compile(jitted, *args, **static):
-  """(compiled, seconds): tracing + lowering + XLA compilation of one shape bucket."""
+  """(compiled, seconds, FLOPs): tracing + lowering + XLA compilation of one shape bucket, and
+  the FLOPs of one call counted on the lowered program (the compiled one hides what runs in
+  oneDNN custom calls, see `ovjax.compiler`; the lowered one counts the whole program, every
+  device's share)."""
   start = time.perf_counter()
-  compiled = jitted.lower(*args, **static).compile()
-  return compiled, time.perf_counter() - start
+  lowered = jitted.lower(*args, **static)
+  compiled = lowered.compile()
+  seconds = time.perf_counter() - start
+  return compiled, seconds, flops_of(lowered)
 
 
 def _timed(fn: Callable[[], Any], repeats: int):
@@ -222,7 +228,8 @@ def measure_peaks(repeats: int = 5, matmul_size: int = MATMUL_SIZE, progress: Pr
 
   n = matmul_size
   a, b = put((n, n)), put((n, n))
-  matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+  # With ovjax's inference options (oneDNN on CPU): the peaks of what the models run on.
+  matmul = jax.jit(jnp.matmul, compiler_options=compiler.INFERENCE).lower(a, b).compile()
   _, _, times = _timed(lambda: matmul(a, b), repeats)
   matmul_gflops = 2 * n**3 / min(times) / 1e9
   progress(f"matmul {n}x{n} f32: {matmul_gflops:.1f} GFLOP/s")
@@ -232,10 +239,11 @@ def measure_peaks(repeats: int = 5, matmul_size: int = MATMUL_SIZE, progress: Pr
   conv_fn = lambda x, k: jax.lax.conv_general_dilated(
       x, k, (1,), [(pad, pad)], rhs_dilation=(CONV_DILATION,),
       dimension_numbers=("NWC", "WIO", "NWC"))
-  conv = jax.jit(conv_fn).lower(x, k).compile()
+  conv_lowered = jax.jit(conv_fn, compiler_options=compiler.INFERENCE).lower(x, k)
+  conv = conv_lowered.compile()
   _, _, times = _timed(lambda: conv(x, k), repeats)
   # Counted like the models' FLOPs (cost analysis: padding taps excluded); nominal as fallback.
-  conv_flops = flops_of(conv) or 2 * math.prod(CONV_SHAPE[:2]) * math.prod(CONV_KERNEL)
+  conv_flops = flops_of(conv_lowered) or 2 * math.prod(CONV_SHAPE[:2]) * math.prod(CONV_KERNEL)
   conv_gflops = conv_flops / min(times) / 1e9
   progress(f"conv {list(CONV_SHAPE)} * {list(CONV_KERNEL)} dilation {CONV_DILATION} f32: "
            f"{conv_gflops:.1f} GFLOP/s")
@@ -279,14 +287,15 @@ def converter_case(config: ConverterConfig, params, batch: int, seconds: float, 
     # tau 0: the mean; the noise is drawn either way (tau is traced), so the work is the same,
     # and float32 and bfloat16 outputs stay comparable.
     calls = tcc.packed_calls(waves, se[0], se[1], 0.0, batching.item_keys(seed, batch))
-    compiled, compile_s, flops = {}, 0.0, 0.0
+    compiled, program_flops, compile_s, flops = {}, {}, 0.0, 0.0
     for call in calls:
       shape = call.args[1].shape
       if shape not in compiled:
-        compiled[shape], took = _compile(converter_model.convert_packed, tcc.conversion_params,
-                                         *call.args, config=config, dtype=tcc.compute_dtype)
+        compiled[shape], took, program_flops[shape] = _compile(
+            converter_model.convert_packed, tcc.conversion_params, *call.args, config=config,
+            dtype=tcc.compute_dtype)
         compile_s += took
-      flops += flops_of(compiled[shape], len(devices)) or math.nan
+      flops += program_flops[shape] or math.nan
     run = lambda: [tcc.run_packed(call, compiled[call.args[1].shape]) for call in calls]
     results, first, times = _timed(run, repeats)
     assemblers = [chunking.Assembler(len(w) // hop, hop) for w in waves]
@@ -369,11 +378,12 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
              put(np.full(padded, len(sequence), np.int32)), put(np.full(padded, sid, np.int32)),
              put(jax.random.split(jax.random.key(seed), padded)), jnp.float32(0.0),
              jnp.float32(sdp_ratio), jnp.float32(1.0))
-    stage1, compile1 = _compile(tts_model.predict_durations, *args1, config=config)
+    stage1, compile1, flops1 = _compile(tts_model.predict_durations, *args1, config=config)
     first = stage1(*args1)
     frames = batching.fine_bucket_frames(int(np.max(np.asarray(first[1]))))
     args2 = lambda s1: (args1[0], *s1, args1[3], args1[4], jnp.float32(0.0))
-    stage2, compile2 = _compile(tts_model.synthesize, *args2(first), frames=frames, config=config)
+    stage2, compile2, flops2 = _compile(tts_model.synthesize, *args2(first), frames=frames,
+                                        config=config)
     stage1_times = []
 
     def run():
@@ -387,7 +397,7 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
 
     (_, y_lengths), first_s, times = _timed(run, repeats)
   audio_seconds = float(np.mean(y_lengths[:batch])) * hop / rate
-  flops = [flops_of(c, len(devices)) for c in (stage1, stage2)]
+  flops = [flops1, flops2]
   row = {"model": "tts", "dtype": "float32", "batch": batch, "padded_batch": padded,
          "text": text, "tokens": len(sequence), "token_bucket": tokens,
          "frames": int(np.max(y_lengths[:batch])), "bucket_frames": frames,
@@ -624,7 +634,7 @@ def bench_train_case(name: str, batch: int, frames: int, repeats: int, mesh,
   step = jax.jit(functools.partial(train_step, recipe=recipe, optim=optim), donate_argnums=0)
   with _Memory(mesh.devices.flat) as memory:
     progress(f"train {name}: compiling")
-    compiled, compile_s = _compile(step, state, data)
+    compiled, compile_s, flops = _compile(step, state, data)
     holder = {"state": state}
 
     def run():
@@ -633,7 +643,6 @@ def bench_train_case(name: str, batch: int, frames: int, repeats: int, mesh,
 
     _, _, times = _timed(run, repeats)
   median = statistics.median(times)
-  flops = flops_of(compiled, mesh.devices.size)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params_g))
   audio_s = batch * frames * recipe.vits.hop_length / recipe.vits.sampling_rate
   return {"config": name, "kind": recipe.kind, "batch": batch, "frames": frames,

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
 
-from ovjax import benchmark, chunking, packing
+from ovjax import benchmark, chunking, compiler, packing
 from ovjax.audio.spectrogram import framed_spectrogram
 from ovjax.config import ConverterConfig
 from ovjax.layers.conv import Conv1d, ConvTranspose1d
@@ -27,7 +27,7 @@ from ovjax.models.converter import ToneColorConverterModel
 
 
 def _median_time(fn, *args, repeats: int) -> float:
-  compiled = jax.jit(fn).lower(*args).compile()
+  compiled = jax.jit(fn, compiler_options=compiler.INFERENCE).lower(*args).compile()
   jax.block_until_ready(compiled(*args))
   times = []
   for _ in range(repeats):

@@ -48,31 +48,24 @@ def _kernel(module: nn.Module, shape, weight_norm: bool, g_axis: int, kernel_ini
 
 
 # How Conv1d computes a conv on CPU, from per-shape timings of the decoder's convs (2-core AMD
-# EPYC with AVX512-BF16, 2026-12; the table is in the README's design notes); direct = XLA's:
-# - float32: Winograd (ovjax.layers.winograd, F(4,4)) at 256+ channels, 1.04-1.65x the direct
-#   conv (k=7, 11: 1.43-1.65x); at 128 channels and below it loses (0.3-0.9x), the direct conv
-#   already running near the matmul peak there and the transforms' memory traffic dominating.
-# - bfloat16: Winograd wherever its matmuls are big enough to use the CPU's bf16 dot products
-#   (256+ channels, or 128 with 7+ taps: 1.1-1.8x the float32 direct conv); elsewhere XLA's
-#   bfloat16 direct conv runs at 0.4-0.8x of float32, so those convs compute in float32.
-# On other backends every conv is the direct conv in the input's dtype (nothing measured there).
-WINOGRAD_MIN_CHANNELS = {"float32": 256, "bfloat16": 128}
-WINOGRAD_MIN_TAPS = {"float32": 3, "bfloat16": 7}
+# EPYC with AVX512-BF16, 2026-12; the table is in the README's design notes): float32 convs at
+# 256+ channels by Winograd (ovjax.layers.winograd, F(4,4): 1.04-1.65x the direct conv; the
+# whole converter 4 % faster with oneDNN's convs beside it); below 256 channels it loses
+# (0.3-0.9x), the direct conv already running near the matmul peak there and the transforms'
+# memory traffic dominating. bfloat16 convs stay direct: under ovjax's inference options
+# (`ovjax.compiler`) oneDNN runs them on the CPU's bf16 dot products, 2-3x float32. Other
+# backends: always the direct conv (nothing measured there).
+WINOGRAD_MIN_CHANNELS = 256
 
 
 def conv_algorithm(kernel_size: int, in_channels: int, out_channels: int, stride: int,
                    groups: int, same: bool, dtype) -> str:
-  """"winograd", "direct" or "direct_float32" (a bfloat16 conv computed in float32)."""
-  if jax.default_backend() != "cpu":
-    return "direct"
-  name = jnp.dtype(dtype).name
-  if name not in WINOGRAD_MIN_CHANNELS:
-    return "direct"
-  if (same and stride == 1 and groups == 1 and kernel_size % 2 == 1
-      and kernel_size >= WINOGRAD_MIN_TAPS[name]
-      and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS[name]):
+  """"winograd" or "direct"."""
+  if (jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
+      and same and stride == 1 and groups == 1 and kernel_size % 2 == 1 and kernel_size >= 3
+      and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS):
     return "winograd"
-  return "direct_float32" if name == "bfloat16" else "direct"
+  return "direct"
 
 
 class Conv1d(nn.Module):
@@ -99,12 +92,10 @@ class Conv1d(nn.Module):
     if algorithm == "winograd":
       y = winograd.conv1d(x, kernel.astype(x.dtype), self.dilation, (pad, pad))
     else:
-      compute = jnp.float32 if algorithm == "direct_float32" else x.dtype
       y = lax.conv_general_dilated(
-          x.astype(compute), kernel.astype(x.dtype).astype(compute), window_strides=(self.stride,),
-          padding=[(pad, pad)], rhs_dilation=(self.dilation,),
-          dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=self.groups
-      ).astype(x.dtype)
+          x, kernel.astype(x.dtype), window_strides=(self.stride,), padding=[(pad, pad)],
+          rhs_dilation=(self.dilation,), dimension_numbers=("NWC", "WIO", "NWC"),
+          feature_group_count=self.groups)
     if self.use_bias:
       y = y + _bias(self, self.features, shape[0] * shape[1], self.bias_init).astype(x.dtype)
     return y

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ovjax import compiler
 from ovjax.config import BaseTTSConfig
 from ovjax.layers import init
 from ovjax.layers.init import fast_init
@@ -129,7 +130,8 @@ def param_shapes(config: BaseTTSConfig):
   return jax.eval_shape(functools.partial(_init, config), jax.random.key(0))
 
 
-@functools.partial(jax.jit, static_argnames="config")
+@functools.partial(jax.jit, static_argnames="config",
+                   compiler_options=compiler.INFERENCE)
 def predict_durations(params, ids, lengths, sid, keys, noise_scale_w, sdp_ratio, length_scale, *,
                       config: BaseTTSConfig):
   """Jitted stage 1: ids [B, Tx] (padded), lengths [B], style ids [B], one PRNG key per item ->
@@ -140,7 +142,8 @@ def predict_durations(params, ids, lengths, sid, keys, noise_scale_w, sdp_ratio,
       method=BaseSpeakerTTSModel.predict_durations)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "frames"))
+@functools.partial(jax.jit, static_argnames=("config", "frames"),
+                   compiler_options=compiler.INFERENCE)
 def synthesize(params, w_ceil, y_lengths, m_p, logs_p, x_mask, sid, keys, noise_scale, *,
                frames: int, config: BaseTTSConfig):
   """Jitted stage 2 for a fixed frame bucket: -> audio [B, frames * hop]."""

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ovjax.audio.spectrogram import framed_spectrogram, linear_spectrogram
+from ovjax import compiler
 from ovjax.config import ConverterConfig
 from ovjax.layers.init import fast_init
 from ovjax.layers.masks import sequence_mask
@@ -142,7 +143,8 @@ def frame_noise(key, start_frame, frames: int, channels: int, dtype=jnp.float32)
   return noise.reshape(-1, channels)[:frames]
 
 
-@functools.partial(jax.jit, static_argnames="config")
+@functools.partial(jax.jit, static_argnames="config",
+                   compiler_options=compiler.INFERENCE)
 def extract_se(params, audio, lengths, *, config: ConverterConfig):
   """Jitted: waveforms [B, F * hop + n_fft] (zero-padded), lengths [B] in samples ->
   embeddings [B, gin]."""
@@ -186,7 +188,8 @@ def packed_noise(slot_keys, noise_blocks, noise_index, channels: int, dtype=jnp.
   return jax.vmap(row)(slot_keys, noise_blocks, noise_index)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "dtype"))
+@functools.partial(jax.jit, static_argnames=("config", "dtype"),
+                   compiler_options=compiler.INFERENCE)
 def convert_packed(params, rows, segments, src_se, tgt_se, tau, slot_keys, noise_blocks,
                    noise_index, *, config: ConverterConfig, dtype=None):
   """Jitted: packed rows of several utterances (see `ovjax.packing`) -> waveforms [B, T * hop].
@@ -215,7 +218,8 @@ def convert_packed(params, rows, segments, src_se, tgt_se, tau, slot_keys, noise
   return audio.astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames="config")
+@functools.partial(jax.jit, static_argnames="config",
+                   compiler_options=compiler.INFERENCE)
 def convert_audio(params, audio, lengths, src_se, tgt_se, tau, key, offsets=None,
                   start_frames=None, *, config: ConverterConfig):
   """Jitted end to end: waveforms [B, F * hop + n_fft], lengths [B] in samples -> (converted
