@@ -10,5 +10,9 @@ These are fields of XLA's DebugOptions, which every backend shares: other backen
 ignore the xla_cpu_* ones, so the same jitted functions run unchanged on GPU and TPU. Both are
 needed together: oneDNN without its custom calls runs bfloat16 convolutions 50-200x slower.
 Training programs keep XLA's defaults (their gradients are not measured with oneDNN).
+
+JAX accepts compiler options only on the outermost jit: to use an inference entry point inside
+a jit of your own, call its function, `entry_point.__wrapped__`, and pass these options to your
+jit.
 """
 INFERENCE = {"xla_cpu_use_onednn": True, "xla_cpu_experimental_onednn_custom_call": True}

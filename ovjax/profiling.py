@@ -120,7 +120,8 @@ def profile_converter(config: ConverterConfig, params, batch: int = 1, frames: i
   se = jnp.asarray(g[:, 0][slot_items])
   keys = jax.random.split(jax.random.key(0), batch)[slot_items]
   whole = _median_time(
-      lambda p, *a: converter_model.convert_packed(p, *a, config=config),
+      # The jitted entry point's own function: options may only sit on the outermost jit.
+      lambda p, *a: converter_model.convert_packed.__wrapped__(p, *a, config=config),
       params, audio, segments, se, se, jnp.float32(0.0), keys, blocks, index, repeats=repeats)
   stage("whole_model", whole)
   return {"batch": batch, "frames": frames, "audio_seconds": frames * hop / config.sampling_rate,

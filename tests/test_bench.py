@@ -188,3 +188,18 @@ def test_train_benchmark_times_a_real_step():
   assert row["flops"] is None or row["flops"] > 6 * row["generator_params"]
   lines = benchmark.format_train_table(result).splitlines()
   assert lines[-1].split()[0] == "converter_tiny"
+
+
+def test_profile_times_every_stage_and_the_whole_model():
+  """`ovjax bench --profile` (small v2 config): every stage and decoder part timed, the whole
+  model through the inference entry point's own function under the same compiler options."""
+  from ovjax import profiling
+  config = benchmark.load_config(SMALL_CONVERTER, "converter")
+  result = profiling.profile_converter(config, benchmark.random_params(config), batch=2,
+                                       frames=40, repeats=1)
+  stages = result["stages_s"]
+  assert {"spectrogram", "posterior_encoder", "flow_forward", "flow_reverse", "decoder",
+          "decoder/conv_pre", "decoder/conv_post", "whole_model"} <= set(stages)
+  assert sum(k.startswith("decoder/ups_") for k in stages) == len(config.upsample_rates)
+  assert all(v >= 0 for v in stages.values()) and stages["whole_model"] > 0
+  assert "whole_model" in profiling.format_profile([result])
