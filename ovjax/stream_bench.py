@@ -168,7 +168,8 @@ def _rate(audio: float, seconds: float) -> float:
 def run_stream_benchmark(config=None, params=None, total_seconds: float = 100.0,
                          min_seconds: float = 1.0, max_seconds: float = 20.0,
                          group_size: int = 8, repeats: int = 1, serial: bool = True,
-                         seed: int = 0, progress: Progress = _quiet) -> dict:
+                         seed: int = 0, dtype: str = "float32",
+                         progress: Progress = _quiet) -> dict:
   """End to end vs compute on a mixed stream (see the module doc); a JSON-ready dict.
 
   config: a ConverterConfig or an official config.json path (default: the full-size v2
@@ -181,7 +182,7 @@ def run_stream_benchmark(config=None, params=None, total_seconds: float = 100.0,
     config = benchmark.load_config(config or benchmark.FULL_CONVERTER_CONFIG, "converter")
   params = benchmark.random_params(config, seed) if params is None else params
   repeats = max(1, int(repeats))
-  converter = ToneColorConverter(config, params, max_batch=group_size)
+  converter = ToneColorConverter(config, params, max_batch=group_size, dtype=dtype)
   lengths = stream_lengths(total_seconds, min_seconds, max_seconds, seed)
   with tempfile.TemporaryDirectory(prefix="ovjax_stream_") as tmp:
     tmp = Path(tmp)
@@ -222,7 +223,8 @@ def run_stream_benchmark(config=None, params=None, total_seconds: float = 100.0,
                   "min_s": min(lengths), "median_s": statistics.median(lengths),
                   "max_s": max(lengths)},
       "formats": [f"{kind} {rate} Hz" for kind, rate in FORMATS],
-      "group_size": group_size, "repeats": repeats, "model_rate": config.sampling_rate,
+      "group_size": group_size, "dtype": dtype, "repeats": repeats,
+      "model_rate": config.sampling_rate,
       "times_s": timings,
       "compute_s": medians["compute"], "compute_audio_s_per_s": rates["compute"],
       "end_to_end_s": medians["end_to_end"], "end_to_end_audio_s_per_s": rates["end_to_end"],
@@ -245,7 +247,7 @@ def format_stream(row: dict) -> str:
       f"stream: {row['files']} files, {row['input_audio_seconds']:.1f} s of audio "
       f"({lengths['distribution']} {lengths['low_s']:g}-{lengths['high_s']:g} s; "
       f"{', '.join(row['formats'])}), groups of {row['group_size']}, "
-      f"median of {row['repeats']}",
+      f"{row.get('dtype', 'float32')}, median of {row['repeats']}",
       f"  audio-s/s: end to end {row['end_to_end_audio_s_per_s']:.2f}, compute "
       f"{row['compute_audio_s_per_s']:.2f}, ratio {100 * row['ratio']:.0f}%{serial}",
       f"  warm-up {row['warmup_s']:.1f} s: {row['compiles']} compilations, "

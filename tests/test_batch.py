@@ -390,3 +390,20 @@ def test_long_source_is_converted_in_pieces(data, capsys, tmp_path):
                                         "bytes": len(written),
                                         "sha256": hashlib.sha256(written).hexdigest(),
                                         "source": str(d / "long.wav")}]
+
+
+def test_bfloat16_batch_matches_float32(data, capsys, tmp_path):
+  """`ovjax batch --dtype bfloat16`: the same jobs (tau 0.3: the same noise, drawn in float32 and
+  rounded), outputs at >= 30 dB SNR against float32's."""
+  d = data["dir"]
+  jobs = _write_jobs(tmp_path / "jobs.jsonl", [
+      {"id": "long", "source": str(d / "long.wav"), "target_se": str(d / "tgt_se.npy")}])
+  outs = {}
+  for dtype in ("float32", "bfloat16"):
+    code, err = _run(capsys, "-q", "batch", jobs, "--out-dir", tmp_path / dtype, "--converter",
+                     CONVERTER, "--dtype", dtype)
+    assert code == 0 and err == "", err
+    outs[dtype] = _read_wav(tmp_path / dtype / "long.wav")
+  ref, out = outs["float32"], outs["bfloat16"]
+  assert len(out) == len(ref)
+  assert 10 * np.log10(np.sum(ref**2) / np.sum((out - ref)**2)) >= 30

@@ -69,8 +69,8 @@ def register(subparsers, parents=()) -> None:
                  help=f"timed runs per case, after one warm-up; the median is reported "
                       f"(default: {_FULL[2]})")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help="converter compute dtype of the main rows (default: float32; the TTS "
-                      "always runs in float32)")
+                 help="converter compute dtype of the main rows and of --stream (default: "
+                      "float32; the TTS always runs in float32)")
   p.add_argument("--models", type=_models, default=_MODELS, metavar="M,M",
                  help="converter, tts or both (default: converter,tts)")
   p.add_argument("--no-bfloat16", action="store_true",
@@ -169,7 +169,8 @@ def run(args) -> int:
       total, low, high, stream_repeats = _STREAM_QUICK if args.quick else _STREAM_FULL
       result["stream"] = stream_bench.run_stream_benchmark(
           args.converter_config, total_seconds=args.stream_seconds or total, min_seconds=low,
-          max_seconds=high, repeats=args.repeats or stream_repeats, progress=progress)
+          max_seconds=high, repeats=args.repeats or stream_repeats, dtype=args.dtype,
+          progress=progress)
     if args.profile:
       from ovjax import profiling
       config = benchmark.load_config(args.converter_config or benchmark.FULL_CONVERTER_CONFIG,

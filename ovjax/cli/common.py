@@ -235,8 +235,9 @@ def load_base_tts(path, progress: Progress, flag: str):
     return BaseSpeakerTTS.from_pretrained(path)
 
 
-def load_converter_folder(path, progress: Progress, flag: str):
-  """Like `load_converter`, for a flag other than --checkpoint; refuses base TTS folders by name."""
+def load_converter_folder(path, progress: Progress, flag: str, dtype: str = "float32"):
+  """Like `load_converter`, for a flag other than --checkpoint; refuses base TTS folders by name.
+  dtype: the conversion network's compute dtype."""
   progress(f"loading converter {path}")
   from ovjax.api import ToneColorConverter  # Deferred: imports JAX (seconds).
   from ovjax.checkpoint.store import checkpoint_kind
@@ -244,7 +245,7 @@ def load_converter_folder(path, progress: Progress, flag: str):
     if checkpoint_kind(path) != "converter":
       raise CheckpointError(f"{path}: a base speaker TTS folder, not a tone-colour converter "
                             "(use it as `clone --base`)")
-    return ToneColorConverter.from_pretrained(path)
+    return ToneColorConverter.from_pretrained(path, dtype=dtype)
 
 
 @contextlib.contextmanager

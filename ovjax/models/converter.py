@@ -211,7 +211,9 @@ def convert_packed(params, rows, segments, src_se, tgt_se, tau, slot_keys, noise
   g_tgt = jnp.take_along_axis(tgt_se, slot, axis=1)
   if dtype is not None:  # Every layer computes in its input's dtype.
     spec, mask, g_src, g_tgt, tau = (x.astype(dtype) for x in (spec, mask, g_src, g_tgt, tau))
-  noise = packed_noise(slot_keys, noise_blocks, noise_index, config.inter_channels, spec.dtype)
+  # Drawn in float32 and rounded, so a bfloat16 run samples the same noise as float32.
+  noise = packed_noise(slot_keys, noise_blocks, noise_index, config.inter_channels
+                       ).astype(spec.dtype)
   audio, *_ = ToneColorConverterModel(config).apply(
       params, spec * mask, mask, g_src, g_tgt, tau, noise,
       method=ToneColorConverterModel.voice_conversion_masked)
