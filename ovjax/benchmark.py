@@ -298,10 +298,7 @@ def converter_case(config: ConverterConfig, params, batch: int, seconds: float, 
       flops += program_flops[shape] or math.nan
     run = lambda: [tcc.run_packed(call, compiled[call.args[1].shape]) for call in calls]
     results, first, times = _timed(run, repeats)
-    assemblers = [chunking.Assembler(len(w) // hop, hop) for w in waves]
-    for call, out in zip(calls, results):
-      tcc.scatter(call, out, assemblers)
-    outputs = [a.result() for a in assemblers]
+    outputs = tcc.assemble(waves, zip(calls, results))
   useful = sum(len(w) // hop for w in waves)
   computed = sum(len(call.rows) * call.rows[0].frames for call in calls)
   audio_seconds = sum(len(w) for w in waves) / batch / config.sampling_rate

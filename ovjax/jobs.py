@@ -678,15 +678,15 @@ def conversion_groups(jobs: list[Job], group_size: int,
   by_tau = collections.defaultdict(list)
   for job in jobs:
     by_tau[job.spec["tau"]].append(job)
+  by_budget = group_seconds is not None
+  max_jobs = 8 * group_size if by_budget else group_size
   groups = []
   for same_tau in by_tau.values():
     group, total = [], 0.0
     for job in same_tau:
       group.append(job)
-      total += seconds(job) if group_seconds is not None else 0.0
-      full = (len(group) >= 8 * group_size or total >= group_seconds) if group_seconds \
-          is not None else len(group) >= group_size
-      if full:
+      total += seconds(job) if by_budget else 0.0
+      if len(group) >= max_jobs or (by_budget and total >= group_seconds):
         groups.append(group)
         group, total = [], 0.0
     if group:

@@ -22,7 +22,9 @@ import numpy as np
 
 from ovjax import batching, chunking
 
-NOISE_BLOCK = 32  # = converter.NOISE_BLOCK (not imported: this module must not import JAX).
+# Frames per noise block: the pieces of long items start on block boundaries (`converter`
+# draws noise per block of this size).
+NOISE_BLOCK = chunking.ALIGN
 MAX_SEGMENTS = 16  # Utterances per row at most (a static shape of the noise and embedding tables).
 
 

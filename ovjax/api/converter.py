@@ -94,34 +94,30 @@ class ToneColorConverter:
                        f"need at least {MIN_SAMPLES})")
     return audio
 
-  def _batches(self, waves: Sequence[np.ndarray], pieces: Sequence[chunking.Piece] | None = None):
-    """Yield (pieces, padded audio, lengths, offsets, start frames) in bucketed, device-sharded
-    batches. Without `pieces`, each waveform is one whole piece."""
-    hop, n_fft = self.config.hop_length, self.config.filter_length
-    if pieces is None:
-      pieces = [chunking.Piece(i, 0, len(w) // hop, 0, len(w) // hop) for i, w in enumerate(waves)]
+  def _batches(self, waves: Sequence[np.ndarray]):
+    """Yield (item indices, padded audio, lengths) in bucketed, device-sharded batches, each
+    waveform whole (conversion packs rows instead: `packed_calls`)."""
+    hop = self.config.hop_length
     put = lambda x: sharding.shard_batch(x, self.mesh)
     frames_cap = self.max_batch_frames * self.n_devices
-    for bucket, idx in batching.plan_batches([p.frames for p in pieces], self.max_batch,
+    for bucket, idx in batching.plan_batches([len(w) // hop for w in waves], self.max_batch,
                                              max_batch_frames=frames_cap):
       limit = batching.batch_limit(bucket, self.max_batch, frames_cap)
       size = batching.bucket_batch(len(idx), max(limit, self.n_devices), self.n_devices)
-      rows = [pieces[i] for i in idx] + [pieces[idx[0]]] * (size - len(idx))
-      cut = [chunking.piece_samples(waves[p.item], p, hop, n_fft) for p in rows]
-      audio, _ = batching.pad_batch([c[0] for c in cut], converter_model.input_width(bucket, self.config), size)
-      lengths = np.array([len(waves[p.item]) for p in rows], np.int32)
-      offsets = np.array([c[1] for c in cut], np.int32)
-      starts = np.array([p.start for p in rows], np.int32)
-      yield rows[:len(idx)], put(audio), put(lengths), put(offsets), put(starts)
+      rows = list(idx) + [idx[0]] * (size - len(idx))
+      audio, _ = batching.pad_batch([waves[i] for i in rows],
+                                    converter_model.input_width(bucket, self.config), size)
+      lengths = np.array([len(waves[i]) for i in rows], np.int32)
+      yield list(idx), put(audio), put(lengths)
 
   # -- tone colour -----------------------------------------------------------------------------
 
   def embed(self, waves: Sequence[np.ndarray]) -> np.ndarray:
     """One embedding per waveform: [len(waves), gin]."""
     out = np.zeros((len(waves), self.config.gin_channels), np.float32)
-    for pieces, audio, lengths, _, _ in self._batches(waves):
+    for items, audio, lengths in self._batches(waves):
       se = converter_model.extract_se(self.params, audio, lengths, config=self.config)
-      out[[p.item for p in pieces]] = np.asarray(se)[:len(pieces)]
+      out[items] = np.asarray(se)[:len(items)]
     return out
 
   def extract_se(self, ref_wav_list, use_vad: bool = True, se_save_path=None) -> np.ndarray:
@@ -213,12 +209,8 @@ class ToneColorConverter:
              for i, s in enumerate(sources)]
     src = self._per_item(src_se, len(waves), "src_se")
     tgt = self._per_item(tgt_se, len(waves), "tgt_se")
-    hop = self.config.hop_length
-    outputs = [chunking.Assembler(len(w) // hop, hop) for w in waves]
-    item_keys = batching.item_keys(seed, len(waves))
-    for call in self.packed_calls(waves, src, tgt, tau, item_keys):
-      self.scatter(call, self.run_packed(call), outputs)
-    outputs = [o.result() for o in outputs]
+    calls = self.packed_calls(waves, src, tgt, tau, batching.item_keys(seed, len(waves)))
+    outputs = self.assemble(waves, ((call, self.run_packed(call)) for call in calls))
     if output_path is not None:
       paths = [output_path] if single else list(output_path)
       if len(paths) != len(outputs):
@@ -254,13 +246,17 @@ class ToneColorConverter:
     return converter_model.convert_packed(self.conversion_params, *call.args, config=self.config,
                                           dtype=self.compute_dtype)
 
-  def scatter(self, call: PackedCall, out, outputs: Sequence[chunking.Assembler]) -> None:
-    """Each piece's samples of a call's output into its item's assembler."""
+  def assemble(self, waves: Sequence[np.ndarray], calls_and_outputs) -> list[np.ndarray]:
+    """Each item's converted waveform from (call, output) pairs of `packed_calls(waves, ...)`,
+    taken one at a time (a generator keeps one call's output in memory)."""
     hop = self.config.hop_length
-    for row, packed in zip(np.asarray(out), call.rows[:call.n_real]):
-      for p, offset in packed.segments:
-        piece = call.pieces[p]
-        outputs[piece.item].add(piece, row[offset * hop:(offset + piece.frames) * hop])
+    outputs = [chunking.Assembler(len(w) // hop, hop) for w in waves]
+    for call, out in calls_and_outputs:
+      for row, packed in zip(np.asarray(out), call.rows[:call.n_real]):
+        for p, offset in packed.segments:
+          piece = call.pieces[p]
+          outputs[piece.item].add(piece, row[offset * hop:(offset + piece.frames) * hop])
+    return [o.result() for o in outputs]
 
   def _per_item(self, se, n, name) -> np.ndarray:
     if isinstance(se, (list, tuple)):

@@ -11,8 +11,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ovjax import compiler, packing
 from ovjax.audio.spectrogram import framed_spectrogram, linear_spectrogram
-from ovjax import compiler
 from ovjax.config import ConverterConfig
 from ovjax.layers.init import fast_init
 from ovjax.layers.masks import sequence_mask
@@ -116,7 +116,9 @@ def param_shapes(config: ConverterConfig):
   return jax.eval_shape(functools.partial(_init, config), jax.random.key(0))
 
 
-NOISE_BLOCK = 32  # Frames per noise block; pieces of long inputs start on block boundaries.
+# Frames per noise block (pieces of long inputs start on block boundaries); one constant with
+# the host-side packing plan, which lays out the blocks of each row.
+NOISE_BLOCK = packing.NOISE_BLOCK
 
 
 def input_width(frames: int, config: ConverterConfig) -> int:
@@ -138,9 +140,14 @@ def frame_noise(key, start_frame, frames: int, channels: int, dtype=jnp.float32)
   the same noise whether converted whole, padded into a longer bucket, or in pieces."""
   n_blocks = -(-frames // NOISE_BLOCK)
   blocks = start_frame // NOISE_BLOCK + jnp.arange(n_blocks)
-  noise = jax.vmap(lambda b: jax.random.normal(jax.random.fold_in(key, b),
-                                               (NOISE_BLOCK, channels), dtype))(blocks)
+  noise = jax.vmap(lambda b: noise_block(key, b, channels, dtype))(blocks)
   return noise.reshape(-1, channels)[:frames]
+
+
+def noise_block(key, block, channels: int, dtype=jnp.float32):
+  """Block `block` of an item's noise, [NOISE_BLOCK, channels]: the one draw both the unpacked
+  (`frame_noise`) and the packed (`packed_noise`) paths make, so they agree frame for frame."""
+  return jax.random.normal(jax.random.fold_in(key, block), (NOISE_BLOCK, channels), dtype)
 
 
 @functools.partial(jax.jit, static_argnames="config",
@@ -181,8 +188,7 @@ def packed_noise(slot_keys, noise_blocks, noise_index, channels: int, dtype=jnp.
   noise_index[b, t] of the row's blocks laid end to end. Shapes: slot_keys [B, S] keys,
   noise_blocks [B, NB, 2], noise_index [B, T] -> [B, T, channels]."""
   def row(keys, blocks, index):
-    draw = lambda slot, b: jax.random.normal(jax.random.fold_in(keys[slot], b),
-                                             (NOISE_BLOCK, channels), dtype)
+    draw = lambda slot, b: noise_block(keys[slot], b, channels, dtype)
     noise = jax.vmap(draw)(blocks[:, 0], blocks[:, 1]).reshape(-1, channels)
     return noise[index]
   return jax.vmap(row)(slot_keys, noise_blocks, noise_index)
