@@ -357,9 +357,11 @@ def tts_sequence(config: BaseTTSConfig, text: str = TEXT) -> list[int]:
 
 
 def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str = TEXT,
-             mesh=None, seed: int = 0, sdp_ratio: float = 0.2):
+             mesh=None, seed: int = 0, sdp_ratio: float = 0.2, dtype: str = "float32"):
   """One TTS row: `batch` copies of `text`, durations + host bucket pick + synthesis timed end
-  to end. Noise scales are 0, so the durations (and the bucket) are the same on every call."""
+  to end. Noise scales are 0, so the durations (and the bucket) are the same on every call.
+  dtype: the synthesis stage's (durations stay float32). Returns (row, audio [B, samples])."""
+  compute_dtype = None if dtype == "float32" else jnp.dtype(dtype)
   mesh = sharding.data_mesh() if mesh is None else mesh
   devices = list(mesh.devices.flat)
   hop, rate = config.vits.hop_length, config.vits.sampling_rate
@@ -378,9 +380,11 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
     stage1, compile1, flops1 = _compile(tts_model.predict_durations, *args1, config=config)
     first = stage1(*args1)
     frames = batching.fine_bucket_frames(int(np.max(np.asarray(first[1]))))
-    args2 = lambda s1: (args1[0], *s1, args1[3], args1[4], jnp.float32(0.0))
+    synthesis_params = args1[0] if compute_dtype is None else cast_floating(args1[0],
+                                                                             compute_dtype)
+    args2 = lambda s1: (synthesis_params, *s1, args1[3], args1[4], jnp.float32(0.0))
     stage2, compile2, flops2 = _compile(tts_model.synthesize, *args2(first), frames=frames,
-                                        config=config)
+                                        config=config, dtype=compute_dtype)
     stage1_times = []
 
     def run():
@@ -392,10 +396,10 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
         raise RuntimeError("durations changed between calls with zero noise")
       return stage2(*args2(s1)), y_lengths
 
-    (_, y_lengths), first_s, times = _timed(run, repeats)
+    (audio, y_lengths), first_s, times = _timed(run, repeats)
   audio_seconds = float(np.mean(y_lengths[:batch])) * hop / rate
   flops = [flops1, flops2]
-  row = {"model": "tts", "dtype": "float32", "batch": batch, "padded_batch": padded,
+  row = {"model": "tts", "dtype": dtype, "batch": batch, "padded_batch": padded,
          "text": text, "tokens": len(sequence), "token_bucket": tokens,
          "frames": int(np.max(y_lengths[:batch])), "bucket_frames": frames,
          "audio_seconds": audio_seconds, "total_audio_seconds": batch * audio_seconds,
@@ -404,17 +408,33 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
          "durations_median_s": statistics.median(stage1_times[1:] or stage1_times),
          **_speed(None if None in flops else sum(flops), times, audio_seconds, batch),
          "param_mb": param_bytes(params) / 2**20, **memory.result}
-  return row
+  return row, np.asarray(audio)[:batch, :int(np.max(y_lengths[:batch])) * hop]
 
 
 def bench_tts(config: BaseTTSConfig, params, batch_sizes: Sequence[int], repeats: int,
-              text: str = TEXT, mesh=None, progress: Progress = _quiet):
-  rows = {}
+              text: str = TEXT, mesh=None, progress: Progress = _quiet, keep_outputs=False):
+  """{str(batch): row} (and {batch: audio} when keep_outputs) over the batch sizes."""
+  rows, outputs = {}, {}
   for batch in batch_sizes:
     progress(f"tts batch {batch}: {batch} x one sentence")
-    rows[str(batch)] = tts_case(config, params, batch, repeats, text, mesh)
+    rows[str(batch)], out = tts_case(config, params, batch, repeats, text, mesh)
     progress(f"  {_summary(rows[str(batch)])}")
-  return rows
+    if keep_outputs:
+      outputs[batch] = out
+  return (rows, outputs) if keep_outputs else rows
+
+
+def bench_tts_bfloat16(config: BaseTTSConfig, params, batch: int, repeats: int, float32,
+                       text: str = TEXT, mesh=None, progress: Progress = _quiet):
+  """The TTS with a bfloat16 synthesis stage: its row plus SNR (dB) against the float32 audio
+  of the same sentence and durations, and its speed-up. float32: (row, audio) measured."""
+  progress(f"tts bfloat16 batch {batch}: {batch} x one sentence")
+  row, out = tts_case(config, params, batch, repeats, text, mesh, dtype="bfloat16")
+  ref_row, ref = float32
+  result = dict(row, snr_db=snr_db(ref, out), speedup_vs_float32=ref_row["median_s"] /
+                row["median_s"], float32_median_s=ref_row["median_s"])
+  progress(f"  {_summary(result)}, SNR {result['snr_db']:.1f} dB")
+  return result
 
 
 # -- the whole run ---------------------------------------------------------------------------------
@@ -427,7 +447,8 @@ def run_benchmark(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = (
   """The full report: {"machine", "settings", "converter", "tts", "bfloat16"} (see the module doc).
 
   converter_config / tts_config: configs (or official config.json paths); default full size.
-  bfloat16: add the converter's bfloat16 speed and SNR vs float32, at the smallest batch size.
+  bfloat16: add the bfloat16 rows (the converter's network, the TTS's synthesis stage): speed
+  and SNR vs float32, at the smallest batch size.
   """
   if dtype not in DTYPES:
     raise OvjaxError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
@@ -464,7 +485,14 @@ def run_benchmark(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = (
     config = _config(tts_config, FULL_TTS_CONFIG, "tts")
     progress("tts: random parameters")
     params = random_params(config)
-    result["tts"] = bench_tts(config, params, batch_sizes, repeats, text, mesh, progress)
+    result["tts"], outputs = bench_tts(config, params, batch_sizes, repeats, text, mesh, progress,
+                                       keep_outputs=True)
+    if bfloat16:
+      batch = batch_sizes[0]
+      result["tts_bfloat16"] = bench_tts_bfloat16(
+          config, params, batch, repeats, (result["tts"][str(batch)], outputs[batch]), text,
+          mesh, progress)
+    del params, outputs
 
   if "converter" in models:
     config = _config(converter_config, FULL_CONVERTER_CONFIG, "converter")
@@ -529,8 +557,9 @@ def _config(config, default: Path, kind: str):
 def _rows(result: dict):
   for model in MODELS:
     yield from result.get(model, {}).values()
-  if "bfloat16" in result:
-    yield result["bfloat16"]
+  for name in ("bfloat16", "tts_bfloat16"):
+    if name in result:
+      yield result[name]
 
 
 def add_peak_fractions(result: dict) -> None:

@@ -393,17 +393,19 @@ def test_long_source_is_converted_in_pieces(data, capsys, tmp_path):
 
 
 def test_bfloat16_batch_matches_float32(data, capsys, tmp_path):
-  """`ovjax batch --dtype bfloat16`: the same jobs (tau 0.3: the same noise, drawn in float32 and
-  rounded), outputs at >= 30 dB SNR against float32's."""
+  """`ovjax batch --dtype bfloat16`: the same jobs (tau 0.3 and the TTS's prior noise: the same
+  noise, drawn in float32 and rounded; the TTS's durations stay float32), outputs of the same
+  length at >= 30 dB SNR against float32's, for conversion and TTS alike."""
   d = data["dir"]
   jobs = _write_jobs(tmp_path / "jobs.jsonl", [
-      {"id": "long", "source": str(d / "long.wav"), "target_se": str(d / "tgt_se.npy")}])
+      {"id": "long", "source": str(d / "long.wav"), "target_se": str(d / "tgt_se.npy")},
+      {"id": "tts", "text": "The quick brown fox jumps over the lazy dog."}])
   outs = {}
   for dtype in ("float32", "bfloat16"):
-    code, err = _run(capsys, "-q", "batch", jobs, "--out-dir", tmp_path / dtype, "--converter",
-                     CONVERTER, "--dtype", dtype)
+    code, err = _run(capsys, "-q", "batch", jobs, "--out-dir", tmp_path / dtype, *MODELS,
+                     "--dtype", dtype)
     assert code == 0 and err == "", err
-    outs[dtype] = _read_wav(tmp_path / dtype / "long.wav")
-  ref, out = outs["float32"], outs["bfloat16"]
-  assert len(out) == len(ref)
-  assert 10 * np.log10(np.sum(ref**2) / np.sum((out - ref)**2)) >= 30
+    outs[dtype] = [_read_wav(tmp_path / dtype / f"{name}.wav") for name in ("long", "tts")]
+  for ref, out in zip(outs["float32"], outs["bfloat16"]):
+    assert len(out) == len(ref)
+    assert 10 * np.log10(np.sum(ref**2) / np.sum((out - ref)**2)) >= 30

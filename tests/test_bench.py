@@ -35,7 +35,7 @@ def _positive(value) -> bool:
 
 
 def test_schema(result):
-  assert {"machine", "settings", "converter", "tts", "bfloat16"} <= set(result)
+  assert {"machine", "settings", "converter", "tts", "bfloat16", "tts_bfloat16"} <= set(result)
   for model in ("converter", "tts"):
     assert set(result[model]) == {"1", "2"}
     for key, row in result[model].items():
@@ -47,7 +47,8 @@ def test_schema(result):
   assert machine["devices"] and machine["device_count"] == len(machine["devices"])
   assert _positive(machine["matmul_peak_gflops"]) and _positive(machine["conv_peak_gflops"])
   for name in ROW_NUMBERS + ("snr_db", "speedup_vs_float32"):
-    assert _positive(result["bfloat16"][name]), name
+    for row in ("bfloat16", "tts_bfloat16"):
+      assert _positive(result[row][name]), (row, name)
 
 
 def test_audio_lengths_are_what_was_asked(result):
@@ -86,12 +87,22 @@ def test_bfloat16_is_accurate(result):
   assert row["float32_median_s"] == result["converter"]["1"]["median_s"]
 
 
+def test_tts_bfloat16_row_is_the_same_speech(result):
+  """bfloat16 synthesis keeps stage 1's float32 durations: the same audio length as the float32
+  row, and an SNR that a mismatch of even one frame would wreck."""
+  row, ref = result["tts_bfloat16"], result["tts"]["1"]
+  assert row["dtype"] == "bfloat16" and row["batch"] == 1
+  assert row["frames"] == ref["frames"] and row["audio_seconds"] == ref["audio_seconds"]
+  assert math.isfinite(row["snr_db"]) and row["snr_db"] > 10
+  assert row["float32_median_s"] == ref["median_s"]
+
+
 def test_table_lists_every_row(result):
   lines = benchmark.format_table(result).splitlines()
   rows = [line.split() for line in lines[3:] if not line.startswith(("padding", "peer"))]
   assert [(r[0], r[1], r[2]) for r in rows] == [
       ("converter", "float32", "1"), ("converter", "float32", "2"), ("tts", "float32", "1"),
-      ("tts", "float32", "2"), ("converter", "bfloat16", "1")]
+      ("tts", "float32", "2"), ("converter", "bfloat16", "1"), ("tts", "bfloat16", "1")]
 
 
 def test_padding_figure_of_mixed_streams(result):
@@ -151,7 +162,8 @@ def test_cli_writes_json_atomically(tmp_path, capsys):
   assert "converter" in capsys.readouterr().out  # The table.
   assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # No temporary left over.
   data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
-  assert set(data["converter"]) == {"1"} and "tts" not in data and "bfloat16" not in data
+  assert set(data["converter"]) == {"1"} and "tts" not in data
+  assert "bfloat16" not in data and "tts_bfloat16" not in data
   row = data["converter"]["1"]
   assert row["x_realtime"] == pytest.approx(row["audio_seconds"] / row["median_s"])
   assert data["settings"] == {"models": ["converter"], "batch_sizes": [1], "seconds": 1.0,

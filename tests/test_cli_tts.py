@@ -128,6 +128,25 @@ def test_tts_imported_folder_matches_reference(base_folders, golden, capsys, tmp
   assert lines[2].startswith(f"wrote {out} (1.3 s of audio in ") and len(lines) == 3
 
 
+def test_tts_bfloat16_is_the_golden_speech_to_bfloat16_accuracy(default_audio, golden, capsys,
+                                                                 tmp_path):
+  """`tts --dtype bfloat16`: the golden's length to the sample (durations stay float32), its
+  samples within bfloat16's accuracy (>= 30 dB SNR) but not float32's; a bad dtype is usage."""
+  out = tmp_path / "bf16.wav"
+  code, _, err = _run(capsys, "-q", "tts", "--checkpoint", BASE, "--text", TEXT,
+                      *DETERMINISTIC, "--dtype", "bfloat16", "--out", out)
+  assert code == 0 and err == "", err
+  audio = _read(out)
+  assert audio.shape == default_audio.shape and np.all(audio[-PAUSE:] == 0)
+  want = golden["s0_audio"]
+  error = audio[:len(want)] - want
+  assert 10 * np.log10(np.sum(want**2) / np.sum(error**2)) >= 30
+  assert np.max(np.abs(error)) > 1e-4  # It did run in bfloat16.
+  code, _, err = _run(capsys, "tts", "--checkpoint", BASE, "--text", TEXT, "--dtype", "float16",
+                      "--out", tmp_path / "x.wav")
+  assert code == 2 and "--dtype" in err and not (tmp_path / "x.wav").exists()
+
+
 def test_import_base_folder(base_folders, capsys, tmp_path):
   official, imported = base_folders
   assert sorted(p.name for p in imported.iterdir()) == [

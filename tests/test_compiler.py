@@ -1,5 +1,6 @@
 """ovjax's inference programs compile with `ovjax.compiler.INFERENCE`: on CPU their convolutions
-run as oneDNN custom calls, and bfloat16 conversion through them stays accurate on real speech."""
+run as oneDNN custom calls, and bfloat16 conversion (and TTS synthesis) through them stays accurate
+on real speech."""
 import re
 
 import jax
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from ovjax import batching
-from ovjax.api import ToneColorConverter
+from ovjax.api import BaseSpeakerTTS, ToneColorConverter
+from ovjax.models import base_tts as tts
 from ovjax.models import converter as cv
 
 from conftest import reference_path
@@ -61,3 +63,29 @@ def test_bfloat16_conversion_of_real_speech(speech):
     out = bf16.convert([wave], [src], [tgt], tau=0.0, seed=0)[0]
     snr = 10 * np.log10(np.sum(ref**2) / np.sum((out - ref)**2))
     assert snr >= 30, snr
+
+
+def test_bfloat16_tts_synthesis_keeps_durations_and_accuracy():
+  """The base TTS with a bfloat16 synthesis stage (reference weights, the reference's noise
+  scales): the same durations (stage 1 stays float32), the same noise, >= 30 dB SNR against
+  float32, and its convolutions still run in oneDNN."""
+  path = reference_path("openvoice", "base_v1_small")
+  f32 = BaseSpeakerTTS.from_pretrained(path)
+  bf16 = BaseSpeakerTTS.from_pretrained(path, dtype="bfloat16")
+  texts = ["The quick brown fox jumps over the lazy dog.", "Speech in bfloat16, twice as fast."]
+  refs, outs = f32.synthesize(texts, seed=5), bf16.synthesize(texts, seed=5)
+  for ref, out in zip(refs, outs):
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((out - ref)**2))
+    assert snr >= 30, snr
+  if jax.default_backend() == "cpu":
+    ids = bf16.text_to_pieces(texts[0])[0]
+    keys = batching.item_keys(0, 1)
+    stage1 = tts.predict_durations(bf16.params, np.asarray([ids], np.int32),
+                                   np.asarray([len(ids)], np.int32), np.zeros(1, np.int32), keys,
+                                   np.float32(0.6), np.float32(0.2), np.float32(1.0),
+                                   config=bf16.config)
+    compiled = tts.synthesize.lower(bf16.synthesis_params, *stage1, np.zeros(1, np.int32), keys,
+                                    np.float32(0.667), frames=128, config=bf16.config,
+                                    dtype=bf16.compute_dtype).compile()
+    assert "__onednn$convolution" in _custom_calls(compiled)

@@ -53,13 +53,20 @@ class BaseSpeakerTTS:
   """Text -> speech in one of the base speaker's styles (OpenVoice v1 `BaseSpeakerTTS`)."""
 
   def __init__(self, config: BaseTTSConfig, params, path=None, max_batch: int = 8,
-               devices=None):
+               devices=None, dtype: str = "float32"):
     self.config = config
     self.path = None if path is None else Path(path)
     self.mesh = sharding.data_mesh(devices)
     self.n_devices = self.mesh.devices.size
     self.max_batch = max(max_batch, self.n_devices)
     self.params = sharding.replicate(fold_weight_norm(jax.tree.map(np.asarray, params)), self.mesh)
+    # dtype: the synthesis stage's (flow and decoder) compute dtype. The text encoder and the
+    # duration predictors stay float32, so bfloat16 never changes an utterance's length.
+    if dtype not in ("float32", "bfloat16"):
+      raise OvjaxError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+    self.compute_dtype = None if dtype == "float32" else jnp.bfloat16
+    self.synthesis_params = self.params if self.compute_dtype is None else jax.tree.map(
+        lambda x: x.astype(self.compute_dtype), self.params)
 
   @classmethod
   def from_pretrained(cls, path, **kwargs) -> "BaseSpeakerTTS":
@@ -152,8 +159,8 @@ class BaseSpeakerTTS:
       y_lengths = np.asarray(stage1[1])
       frames = batching.fine_bucket_frames(int(y_lengths.max()))
       audio = np.asarray(tts_model.synthesize(
-          self.params, *stage1, sids, keys, jnp.float32(noise_scale), frames=frames,
-          config=self.config))
+          self.synthesis_params, *stage1, sids, keys, jnp.float32(noise_scale), frames=frames,
+          config=self.config, dtype=self.compute_dtype))
       for row, i in enumerate(items):
         outputs[i] = audio[row, :y_lengths[row] * hop]
     return outputs

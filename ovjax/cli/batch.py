@@ -59,8 +59,7 @@ def register(subparsers, parents=()) -> None:
   p.add_argument("--no-vad", action="store_true",
                  help="embed references and sources whole by default (a job's 'vad' wins)")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help="the converter's compute dtype (default: float32; bfloat16 is about 2x "
-                      "faster on CPUs with AVX512-BF16, ~47 dB SNR against float32)")
+                 help=common.DTYPE_HELP)
   p.set_defaults(run=run)
 
 
@@ -172,4 +171,5 @@ def _load_base(args, voice, progress):
       raise type(e)(f"--base {args.base}: {e}") from None
     progress(f"base speaker: espeak-ng voice {base.voice}")
     return base
-  return _load(lambda: common.load_base_tts(args.base, progress, "--base"), args.max_batch)
+  return _load(lambda: common.load_base_tts(args.base, progress, "--base", dtype=args.dtype),
+               args.max_batch)

@@ -55,8 +55,8 @@ def register(subparsers, parents=()) -> None:
       description="Time the full-size converter and base speaker TTS with random weights on "
                   "every local device: x realtime (seconds of audio per second of compute), "
                   "compile time per shape bucket, GFLOP/s from XLA's cost analysis against a "
-                  "measured matmul and conv peak, peak memory, and the converter in bfloat16 "
-                  "(speed and SNR against float32). Prints a table; --json writes every number.")
+                  "measured matmul and conv peak, peak memory, and the converter and the TTS's "
+                  "synthesis stage in bfloat16 (speed and SNR against float32). Prints a table; --json writes every number.")
   p.add_argument("--quick", action="store_true",
                  help=f"batch sizes {','.join(map(str, _QUICK[0]))}, {_QUICK[1]:g} s of audio, "
                       f"{_QUICK[2]} repeats (explicit options still win)")
@@ -70,12 +70,12 @@ def register(subparsers, parents=()) -> None:
                       f"(default: {_FULL[2]})")
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                  help="converter compute dtype of the main rows and of --stream (default: "
-                      "float32; the TTS always runs in float32)")
+                      "float32; the TTS's main rows run in float32, its bfloat16 row beside them)")
   p.add_argument("--models", type=_models, default=_MODELS, metavar="M,M",
                  help="converter, tts or both (default: converter,tts)")
   p.add_argument("--no-bfloat16", action="store_true",
-                 help="skip the converter's bfloat16 row (speed and SNR vs float32 at the "
-                      "smallest batch size)")
+                 help="skip the bfloat16 rows of the converter and of the TTS's synthesis "
+                      "stage (speed and SNR vs float32 at the smallest batch size)")
   p.add_argument("--converter-config", metavar="CONFIG.json",
                  help="official converter config.json to size the model (default: the "
                       "repository's configs/converter_v2.json)")

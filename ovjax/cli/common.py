@@ -165,6 +165,11 @@ def add_text_args(parser) -> None:
   text.add_argument("--text-file", metavar="PATH", help="read the text from a UTF-8 file")
 
 
+DTYPE_HELP = ("compute dtype of the conversion network and of the base TTS's synthesis stage "
+              "(default: float32; bfloat16 is about 2x faster on CPUs with AVX512-BF16, "
+              "~45-50 dB SNR against float32; durations stay float32)")
+
+
 def add_tts_args(parser, espeak_note: str = "") -> None:
   """The base speaker's options, with the reference's defaults."""
   parser.add_argument("--language", metavar="LANG",
@@ -220,10 +225,11 @@ def read_text(args) -> str:
   return text
 
 
-def load_base_tts(path, progress: Progress, flag: str):
+def load_base_tts(path, progress: Progress, flag: str, dtype: str = "float32"):
   """A base speaker TTS folder (official or imported) as a `BaseSpeakerTTS`.
 
   A converter folder in its place is refused by name, before its weights load.
+  dtype: the synthesis stage's compute dtype (durations stay float32).
   """
   progress(f"loading base speaker {path}")
   from ovjax.api import BaseSpeakerTTS  # Deferred: imports JAX (seconds).
@@ -232,7 +238,7 @@ def load_base_tts(path, progress: Progress, flag: str):
     if checkpoint_kind(path) != "base_tts":
       raise CheckpointError(f"{path}: a tone-colour converter folder, not a base speaker TTS "
                             "(use it as `clone --converter`)")
-    return BaseSpeakerTTS.from_pretrained(path)
+    return BaseSpeakerTTS.from_pretrained(path, dtype=dtype)
 
 
 def load_converter_folder(path, progress: Progress, flag: str, dtype: str = "float32"):

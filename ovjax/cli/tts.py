@@ -19,6 +19,8 @@ def register(subparsers, parents=()) -> None:
   common.add_tts_args(p)
   p.add_argument("--out", required=True, metavar="OUT.wav",
                  help="output WAV (float32, at the model's sampling rate)")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help=common.DTYPE_HELP)
   p.set_defaults(run=run)
 
 
@@ -40,7 +42,7 @@ def run(args) -> int:
   # Cheap checks first: a typo should not cost a checkpoint load.
   out = common.check_output_file(args.out, ".wav")
   text = common.read_text(args)
-  tts = common.load_base_tts(args.checkpoint, progress, "--checkpoint")
+  tts = common.load_base_tts(args.checkpoint, progress, "--checkpoint", dtype=args.dtype)
   style = resolve_style(tts, args.style)
   language = check_language(tts, args.language)
   # Splitting and the front end are fast and catch unspeakable text before the model runs.

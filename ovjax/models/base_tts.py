@@ -142,17 +142,24 @@ def predict_durations(params, ids, lengths, sid, keys, noise_scale_w, sdp_ratio,
       method=BaseSpeakerTTSModel.predict_durations)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "frames"),
+@functools.partial(jax.jit, static_argnames=("config", "frames", "dtype"),
                    compiler_options=compiler.INFERENCE)
 def synthesize(params, w_ceil, y_lengths, m_p, logs_p, x_mask, sid, keys, noise_scale, *,
-               frames: int, config: BaseTTSConfig):
-  """Jitted stage 2 for a fixed frame bucket: -> audio [B, frames * hop]."""
+               frames: int, config: BaseTTSConfig, dtype=None):
+  """Jitted stage 2 for a fixed frame bucket: -> audio [B, frames * hop] (float32).
+
+  dtype: the flow's and decoder's compute dtype (params must already be cast to it). The
+  durations stay stage 1's float32 ones, and the prior noise is drawn in float32 and rounded, so
+  a bfloat16 synthesis samples what the float32 one samples."""
   prior_noise = item_noise(jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
                            (frames, config.vits.inter_channels))
+  if dtype is not None:  # Every layer computes in its input's dtype.
+    m_p, logs_p, x_mask, prior_noise, noise_scale = (
+        x.astype(dtype) for x in (m_p, logs_p, x_mask, prior_noise, noise_scale))
   audio, _ = BaseSpeakerTTSModel(config).apply(
       params, w_ceil, y_lengths, m_p, logs_p, x_mask, sid, prior_noise, noise_scale,
       method=BaseSpeakerTTSModel.synthesize)
-  return audio
+  return audio.astype(jnp.float32)
 
 
 def infer(params, ids, lengths, sid, key, noise_scale=0.667, noise_scale_w=0.6, sdp_ratio=0.2,
