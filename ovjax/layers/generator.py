@@ -9,7 +9,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ovjax.layers import init
+from ovjax.layers import init, time_tiling
 from ovjax.layers.conv import Conv1d, ConvTranspose1d
 from ovjax.layers.masks import upsample_mask
 
@@ -63,11 +63,26 @@ class Generator(nn.Module):
       x = ConvTranspose1d(ch, k, rate, padding=(k - rate) // 2, weight_norm=True,
                           kernel_init=_resblock_init, name=f"ups_{i}")(x)
       mask = upsample_mask(mask, rate)
-      xs = 0.0
-      for j, (rk, rd) in enumerate(zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)):
-        xs = xs + ResBlock1(ch, rk, tuple(rd), name=f"resblocks_{i * n_kernels + j}")(x, mask)
-      x = xs / n_kernels
+      x = self._resblocks(i, ch, x, mask)
     # The reference uses leaky_relu's default slope (0.01) here, not LRELU_SLOPE.
     x = nn.leaky_relu(x, 0.01) * mask
     x = Conv1d(1, 7, use_bias=False, name="conv_post")(x)
     return (jnp.tanh(x) * mask)[..., 0]
+
+  def _resblocks(self, level: int, ch: int, x, mask):
+    """The mean of the level's resblocks; on CPU over long inputs in cache-sized time tiles
+    (`ovjax.layers.time_tiling`), the same numbers to float rounding."""
+    n_kernels = len(self.resblock_kernel_sizes)
+    specs = [(rk, tuple(rd)) for rk, rd in zip(self.resblock_kernel_sizes,
+                                                self.resblock_dilation_sizes)]
+    blocks = [ResBlock1(ch, rk, rd, name=f"resblocks_{level * n_kernels + j}")
+              for j, (rk, rd) in enumerate(specs)]
+    halo = max(time_tiling.reach_of_resblock(rk, rd) for rk, rd in specs)
+    samples = time_tiling.tile_samples(x.shape, x.dtype, halo)
+    if samples is None or self.is_initializing():
+      return sum(block(x, mask) for block in blocks) / n_kernels
+    # Inside the loop the blocks run as pure functions of their (bound) parameters.
+    variables = [block.variables for block in blocks]
+    unbound = [ResBlock1(ch, rk, rd, parent=None) for rk, rd in specs]
+    mean = lambda xt, mt: sum(b.apply(v, xt, mt) for b, v in zip(unbound, variables)) / n_kernels
+    return time_tiling.tiled(mean, x, mask, halo, samples)
