@@ -167,7 +167,7 @@ def add_text_args(parser) -> None:
 
 DTYPE_HELP = ("compute dtype of the conversion network and of the base TTS's synthesis stage "
               "(default: float32; bfloat16 is about 2x faster on CPUs with AVX512-BF16, "
-              "~45-50 dB SNR against float32; durations stay float32)")
+              "38-49 dB SNR against float32; TTS durations stay float32)")
 
 
 def add_tts_args(parser, espeak_note: str = "") -> None:
