@@ -25,7 +25,8 @@ def _fmt(summary: dict, key: str) -> str:
 
 
 def _card(exp: dict, corpus: dict, rows: list, evaluation: dict, hours: float, step: int,
-          size_mb: float, params: int) -> str:
+          size_mb: float, params: int, earlier_steps: int = 0,
+          earlier_hours: float = 0.0, earlier_eval: dict | None = None) -> str:
   model = exp["model"]["model"]
   last = [r for r in rows if "loss_mel" in r][-1]
   first = next(r for r in rows if "loss_mel" in r)
@@ -69,13 +70,31 @@ def _card(exp: dict, corpus: dict, rows: list, evaluation: dict, hours: float, s
       "the flow output must match), AdamW 2e-4, betas (0.8, 0.99), batch "
       f"{exp['data']['batch_size']}, 32-frame decoder segments, a 1/8-width multi-period + "
       "scale discriminator.",
+  ]
+  lines += [
       f"- Ran {step} steps in {hours:.2f} h on 2 CPU cores (float32): config "
       "`ovjax.configs.converter_demo`, command:",
       "",
       "      ovjax train converter --config converter_demo --workdir runs/demo \\",
       "          data.source=corpus/manifest.jsonl",
       "",
-      f"- Losses, first logged -> last (step {first['step']} -> {last['step']}): mel (45 x L1) "
+  ] if not earlier_steps else [
+      f"- {earlier_steps + step} steps in {earlier_hours + hours:.2f} h on 2 CPU cores (float32), "
+      f"in two runs of config `ovjax.configs.converter_demo`: {earlier_steps} steps "
+      f"({earlier_hours:.2f} h) from scratch, then {step} steps ({hours:.2f} h) warm-started "
+      "from the first run's exported weights (fresh optimizer, discriminator and text "
+      "encoder; the learning-rate schedule restarted):",
+      "",
+      "      ovjax train converter --config converter_demo --workdir runs/demo \\",
+      "          data.source=corpus/manifest.jsonl",
+      "      ovjax export runs/demo demo1 --dtype float16",
+      "      ovjax train converter --config converter_demo --workdir runs/demo2 \\",
+      f"          data.source=corpus/manifest.jsonl train.init_from=demo1 train.steps={step}",
+      "",
+  ]
+  lines += [
+      f"- Losses{' of the last run' if earlier_steps else ''}, first logged -> last "
+      f"(step {first['step']} -> {last['step']}): mel (45 x L1) "
       f"{first['loss_mel']:.1f} -> {last['loss_mel']:.1f}, KL {first['loss_kl']:.2f} -> "
       f"{last['loss_kl']:.2f}, feature matching {first['loss_fm']:.2f} -> {last['loss_fm']:.2f}. "
       "Curves: `training_curve.png`.",
@@ -93,6 +112,11 @@ def _card(exp: dict, corpus: dict, rows: list, evaluation: dict, hours: float, s
     lines.append(f"| {name} | {group['items']} | {_fmt(group, 'sim_source_reference')} | "
                  f"{_fmt(group, 'sim_output_reference')} | {group['sim_gain']:+.3f} | "
                  f"{_fmt(group, 'wer_source')} | {_fmt(group, 'wer_output')} |")
+  if earlier_eval is not None:
+    lines += ["", f"The first run alone ({earlier_steps} steps), measured the same way: " + "; ".join(
+        f"{name} similarity gain {group['sim_gain']:+.3f}, WER {_fmt(group, 'wer_output')}"
+        for name, group in (("seen", earlier_eval["seen"]), ("unseen", earlier_eval["unseen"])))
+        + "."]
   lines += ["", "The bar set for it (issue 8): similarity gain >= 0.05 for seen and unseen "
             "speakers, converted WER <= 1.5 x the source's."]
   for name, group in (("seen", seen), ("unseen", unseen)):
@@ -105,7 +129,7 @@ def _card(exp: dict, corpus: dict, rows: list, evaluation: dict, hours: float, s
       "What would close the gap: training is the bottleneck. The official converter saw "
       "~300 K utterances of ~20 K real speakers for hundreds of thousands of GPU steps; this "
       f"one saw {seconds / 3600:.1f} h of mostly synthetic speech of {len(corpus)} voices for "
-      f"{step} steps. More (and real) speakers, 10-100x the steps (an accelerator: "
+      f"{earlier_steps + step} steps. More (and real) speakers, 10-100x the steps (an accelerator: "
       "`ovjax bench --train` measures a step) and the official width (`converter_full`) are "
       "what the recipe needs; none of it changes the code.",
       "",
@@ -124,6 +148,10 @@ def main(argv=None) -> int:
   p.add_argument("--eval", required=True, help="eval.json of train/eval_demo.py")
   p.add_argument("--dst", required=True)
   p.add_argument("--step", type=int, help="the checkpoint to pack (default: the newest)")
+  p.add_argument("--earlier-steps", type=int, default=0,
+                 help="steps of the run the workdir's run was warm-started from (its card's)")
+  p.add_argument("--earlier-hours", type=float, default=0.0, help="that run's hours")
+  p.add_argument("--earlier-eval", help="that run's eval.json, measured like --eval")
   args = p.parse_args(argv)
   workdir, dst = Path(args.workdir), Path(args.dst)
   with tempfile.TemporaryDirectory() as tmp:
@@ -138,6 +166,7 @@ def main(argv=None) -> int:
   save_training_curve(dst / "training_curve.png", [r for r in rows if "loss_mel" in r],
                       title=f"converter_demo, {step} steps")
   evaluation = json.loads(Path(args.eval).read_text())
+  earlier = json.loads(Path(args.earlier_eval).read_text()) if args.earlier_eval else None
   (dst / "eval.json").write_text(json.dumps(evaluation, indent=1) + "\n")
   exp = json.loads((workdir / "config.json").read_text())
   corpus = json.loads((Path(args.corpus) / "speakers.json").read_text())
@@ -150,7 +179,8 @@ def main(argv=None) -> int:
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   size_mb = (dst / "checkpoint.pth").stat().st_size / 2**20
   (dst / "MODEL_CARD.md").write_text(_card(exp, corpus, rows, evaluation, hours, step, size_mb,
-                                           n_params))
+                                           n_params, args.earlier_steps, args.earlier_hours,
+                                           earlier))
   print(f"wrote {dst}: step {step}, {n_params / 1e6:.2f} M parameters, {size_mb:.1f} MB")
   return 0
 
