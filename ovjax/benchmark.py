@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, chunking, compiler, packing, sharding
+from ovjax import batching, chunking, compiler, packing, precision, sharding
 from ovjax.config import (BaseTTSConfig, ConverterConfig, base_tts_config_from_official,
                           converter_config_from_official, read_json)
 from ovjax.errors import OvjaxError
@@ -51,7 +51,6 @@ CONFIG_DIR = Path(str(importlib.resources.files("ovjax.configs")))
 FULL_CONVERTER_CONFIG = CONFIG_DIR / "converter_v2.json"
 FULL_TTS_CONFIG = CONFIG_DIR / "base_v1_en.json"
 MODELS = ("converter", "tts")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs far away into the quiet "
         "green forest.")
 
@@ -82,12 +81,6 @@ def load_config(path, kind: str):
   cfg = read_json(path)
   return converter_config_from_official(cfg) if kind == "converter" else \
       base_tts_config_from_official(cfg)
-
-
-def cast_floating(tree, dtype):
-  """Floating-point leaves cast to dtype; integer leaves untouched."""
-  return jax.tree.map(
-      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 def random_params(config, seed: int = 0):
@@ -361,7 +354,7 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
   """One TTS row: `batch` copies of `text`, durations + host bucket pick + synthesis timed end
   to end. Noise scales are 0, so the durations (and the bucket) are the same on every call.
   dtype: the synthesis stage's (durations stay float32). Returns (row, audio [B, samples])."""
-  compute_dtype = None if dtype == "float32" else jnp.dtype(dtype)
+  compute_dtype = precision.compute_dtype(dtype)
   mesh = sharding.data_mesh() if mesh is None else mesh
   devices = list(mesh.devices.flat)
   hop, rate = config.vits.hop_length, config.vits.sampling_rate
@@ -380,8 +373,7 @@ def tts_case(config: BaseTTSConfig, params, batch: int, repeats: int, text: str 
     stage1, compile1, flops1 = _compile(tts_model.predict_durations, *args1, config=config)
     first = stage1(*args1)
     frames = batching.fine_bucket_frames(int(np.max(np.asarray(first[1]))))
-    synthesis_params = args1[0] if compute_dtype is None else cast_floating(args1[0],
-                                                                             compute_dtype)
+    synthesis_params = precision.cast_floating(args1[0], compute_dtype)
     args2 = lambda s1: (synthesis_params, *s1, args1[3], args1[4], jnp.float32(0.0))
     stage2, compile2, flops2 = _compile(tts_model.synthesize, *args2(first), frames=frames,
                                         config=config, dtype=compute_dtype)
@@ -450,8 +442,7 @@ def run_benchmark(models: Sequence[str] = MODELS, batch_sizes: Sequence[int] = (
   bfloat16: add the bfloat16 rows (the converter's network, the TTS's synthesis stage): speed
   and SNR vs float32, at the smallest batch size.
   """
-  if dtype not in DTYPES:
-    raise OvjaxError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+  precision.compute_dtype(dtype)  # Checks the name before any work.
   unknown = set(models) - set(MODELS)
   if unknown:
     raise OvjaxError(f"unknown model(s) {', '.join(sorted(unknown))}; choose from "

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, chunking, packing, sharding
+from ovjax import batching, chunking, packing, precision, sharding
 from ovjax.audio.io import check_not_silent, load_audio, write_wav
 from ovjax.audio.vad import embedding_segments
 from ovjax.checkpoint.store import load_converter, load_tone_color
@@ -53,12 +53,9 @@ class ToneColorConverter:
     self.gap = packing.min_gap(config)  # Frames between utterances packed into one row.
     # Weight norm is folded once here, not on every call. dtype: the conversion network's
     # compute dtype ("bfloat16": parameters cast once; embeddings and the STFT stay float32).
-    if dtype not in ("float32", "bfloat16"):
-      raise OvjaxError(f"dtype must be float32 or bfloat16, got {dtype!r}")
-    self.compute_dtype = None if dtype == "float32" else jnp.bfloat16
+    self.compute_dtype = precision.compute_dtype(dtype)
     self.params = sharding.replicate(fold_weight_norm(jax.tree.map(np.asarray, params)), self.mesh)
-    self.conversion_params = self.params if self.compute_dtype is None else jax.tree.map(
-        lambda x: x.astype(self.compute_dtype), self.params)
+    self.conversion_params = precision.cast_floating(self.params, self.compute_dtype)
 
   @classmethod
   def from_pretrained(cls, path, **kwargs) -> "ToneColorConverter":

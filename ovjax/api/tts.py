@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ovjax import batching, sharding
+from ovjax import batching, precision, sharding
 from ovjax.audio.io import write_wav
 from ovjax.checkpoint.store import load_base_tts, load_tone_color
 from ovjax.config import BaseTTSConfig
@@ -62,11 +62,8 @@ class BaseSpeakerTTS:
     self.params = sharding.replicate(fold_weight_norm(jax.tree.map(np.asarray, params)), self.mesh)
     # dtype: the synthesis stage's (flow and decoder) compute dtype. The text encoder and the
     # duration predictors stay float32, so bfloat16 never changes an utterance's length.
-    if dtype not in ("float32", "bfloat16"):
-      raise OvjaxError(f"dtype must be float32 or bfloat16, got {dtype!r}")
-    self.compute_dtype = None if dtype == "float32" else jnp.bfloat16
-    self.synthesis_params = self.params if self.compute_dtype is None else jax.tree.map(
-        lambda x: x.astype(self.compute_dtype), self.params)
+    self.compute_dtype = precision.compute_dtype(dtype)
+    self.synthesis_params = precision.cast_floating(self.params, self.compute_dtype)
 
   @classmethod
   def from_pretrained(cls, path, **kwargs) -> "BaseSpeakerTTS":

@@ -58,8 +58,7 @@ def register(subparsers, parents=()) -> None:
                  help="seed of the sampling noise for jobs without their own (default: 0)")
   p.add_argument("--no-vad", action="store_true",
                  help="embed references and sources whole by default (a job's 'vad' wins)")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help=common.DTYPE_HELP)
+  common.add_dtype_arg(p)
   p.set_defaults(run=run)
 
 

@@ -68,9 +68,9 @@ def register(subparsers, parents=()) -> None:
   p.add_argument("--repeats", type=_repeats,
                  help=f"timed runs per case, after one warm-up; the median is reported "
                       f"(default: {_FULL[2]})")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help="converter compute dtype of the main rows and of --stream (default: "
-                      "float32; the TTS's main rows run in float32, its bfloat16 row beside them)")
+  common.add_dtype_arg(p, "converter compute dtype of the main rows and of --stream (default: "
+                          "float32; the TTS's main rows run in float32, its bfloat16 row beside "
+                          "them)")
   p.add_argument("--models", type=_models, default=_MODELS, metavar="M,M",
                  help="converter, tts or both (default: converter,tts)")
   p.add_argument("--no-bfloat16", action="store_true",

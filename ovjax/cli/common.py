@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from ovjax import batching
+from ovjax import batching, precision
 from ovjax.errors import AudioError, CheckpointError, OvjaxError, TextError
 from ovjax.fileio import require_regular_file
 
@@ -168,6 +168,11 @@ def add_text_args(parser) -> None:
 DTYPE_HELP = ("compute dtype of the conversion network and of the base TTS's synthesis stage "
               "(default: float32; bfloat16 is about 2x faster on CPUs with AVX512-BF16, "
               "38-49 dB SNR against float32; TTS durations stay float32)")
+
+
+def add_dtype_arg(parser, help_text: str = DTYPE_HELP) -> None:
+  """--dtype: one of `ovjax.precision.DTYPES`, float32 by default."""
+  parser.add_argument("--dtype", choices=precision.DTYPES, default="float32", help=help_text)
 
 
 def add_tts_args(parser, espeak_note: str = "") -> None:

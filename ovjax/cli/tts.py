@@ -19,8 +19,7 @@ def register(subparsers, parents=()) -> None:
   common.add_tts_args(p)
   p.add_argument("--out", required=True, metavar="OUT.wav",
                  help="output WAV (float32, at the model's sampling rate)")
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                 help=common.DTYPE_HELP)
+  common.add_dtype_arg(p)
   p.set_defaults(run=run)
 
 

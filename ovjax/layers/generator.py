@@ -82,7 +82,6 @@ class Generator(nn.Module):
     if samples is None or self.is_initializing():
       return sum(block(x, mask) for block in blocks) / n_kernels
     # Inside the loop the blocks run as pure functions of their (bound) parameters.
-    variables = [block.variables for block in blocks]
-    unbound = [ResBlock1(ch, rk, rd, parent=None) for rk, rd in specs]
-    mean = lambda xt, mt: sum(b.apply(v, xt, mt) for b, v in zip(unbound, variables)) / n_kernels
+    pure = [(block.clone(parent=None), block.variables) for block in blocks]
+    mean = lambda xt, mt: sum(b.apply(v, xt, mt) for b, v in pure) / n_kernels
     return time_tiling.tiled(mean, x, mask, halo, samples)
